@@ -1,0 +1,70 @@
+"""Shared fixtures. Capture tests need root (or CAP_NET_RAW). Locally without it they skip; under CI=true
+they fail instead, and any skip at all fails the run: CI must prove every capture test."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def can_capture() -> bool:
+    try:
+        socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0).close()
+        return True
+    except PermissionError:
+        return False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if can_capture():
+        return
+    for item in items:
+        if "capture" in item.keywords:
+            if IN_CI:
+                item.add_marker(pytest.mark.xfail(reason="never reached", run=False, strict=True))
+                item.user_properties.append(("ci_cannot_capture", True))
+            else:
+                item.add_marker(pytest.mark.skip(reason="needs root or CAP_NET_RAW to capture"))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Under CI a skipped or unrun capture test is a failure, not a pass."""
+    if not IN_CI:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    stats = getattr(reporter, "stats", {}) if reporter else {}
+    missed = len(stats.get("skipped", [])) + len(stats.get("xfailed", []))
+    if missed:
+        if reporter:
+            reporter.write_line(f"CI=true: {missed} test(s) skipped or not run; failing the run", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def wirestack(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+              timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI as a user would."""
+    return subprocess.run([sys.executable, "-m", "wirestack", *args], capture_output=True, text=True,
+                          cwd=cwd, env={**os.environ, **(env or {})}, timeout=timeout)
+
+
+def run_json(*args: str, cwd: Path | None = None) -> dict[str, Any]:
+    done = wirestack(*args, "--json", "-", cwd=cwd)
+    assert done.returncode == 0, done.stderr
+    data: dict[str, Any] = json.loads(done.stdout)
+    return data
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

@@ -1,0 +1,27 @@
+"""wirestack: see the network stack by breaking it.
+
+A Python client fails; wirestack records the packets on the wire and lines up every frame of the traceback
+with the packets the kernel produced below it. This module stays light: the probe imports it inside the
+traced program, so the public names load on first use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+__all__ = ["Alignment", "Call", "ExceptionInfo", "Frame", "Packet", "Report", "Trace", "align", "build_report",
+           "render_text", "to_json", "__version__"]
+
+_HOMES = {"Call": "model", "ExceptionInfo": "model", "Frame": "model", "Packet": "model", "Trace": "model",
+          "Alignment": "pairing", "align": "pairing", "Report": "report", "build_report": "report",
+          "to_json": "report", "render_text": "render"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
+    raise AttributeError(f"module 'wirestack' has no attribute {name!r}")

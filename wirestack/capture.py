@@ -1,0 +1,203 @@
+"""Packet capture on one interface: a raw AF_PACKET socket, read without decoding.
+
+What this does and why (each point measured on this machine, see shared/DESIGN.md):
+- The socket is opened with protocol 0 and only then bound to (iface, ETH_P_ALL), after the filter is attached:
+  nothing unfiltered slips in, and once `open()` returns the capture is live. That is the start barrier.
+- On loopback every frame passes the tap twice (outgoing and incoming copy). A classic BPF program equal to
+  tcpdump's `inbound` drops the outgoing copy in the kernel, so Wireshark shows no false retransmissions.
+  Other interfaces keep both directions.
+- A large receive buffer (SO_RCVBUFFORCE, 64 MiB) rides out bursts; frames are kept as raw bytes with their
+  kernel timestamps (SO_TIMESTAMPNS, CLOCK_REALTIME) and decoded later, only where needed.
+- Stopping: a marker datagram sent to ourselves on loopback is queued behind everything captured so far;
+  reading up to it drains the socket. On other interfaces the reader waits for a quiet gap instead.
+- The kernel's drop counter (PACKET_STATISTICS) is read at the end and reported, never hidden.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import select
+import socket
+import struct
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from .dissect import LINKTYPE_ETHERNET, LINKTYPE_RAW
+
+ETH_P_ALL = 0x0003
+SOL_PACKET = 263
+PACKET_STATISTICS = 6
+SO_ATTACH_FILTER = 26
+SO_TIMESTAMPNS = 35
+SO_RCVBUFFORCE = 33
+PACKET_OUTGOING = 4
+ARPHRD_ETHER, ARPHRD_LOOPBACK = 1, 772
+ARPHRD_RAW_IP = (0xFFFE, 519, 768, 776)  # ARPHRD_NONE, ARPHRD_RAWIP, ARPHRD_TUNNEL, ARPHRD_SIT
+
+# tcpdump -d inbound:  ld #pktType; jeq #PACKET_OUTGOING, drop, accept
+_INBOUND_BPF = [(0x20, 0, 0, 0xFFFFF004), (0x15, 0, 1, PACKET_OUTGOING), (0x06, 0, 0, 0), (0x06, 0, 0, 0x40000)]
+
+BUFFER_BYTES = 64 << 20
+SNAPLEN = 262144
+
+
+class CaptureError(Exception):
+    """Capture could not start; the message is one line for the user."""
+
+
+@dataclass
+class Frames:
+    """Captured frames, compact: parallel lists of kernel timestamps, wire lengths and raw bytes."""
+
+    times: list[int] = field(default_factory=list)
+    lengths: list[int] = field(default_factory=list)
+    data: list[bytes] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+
+def _sock_fprog(program: list[tuple[int, int, int, int]]) -> tuple[bytes, ctypes.Array[ctypes.c_char]]:
+    insns = b"".join(struct.pack("HBBI", *ins) for ins in program)
+    buf = ctypes.create_string_buffer(insns, len(insns))
+    return struct.pack("HL", len(program), ctypes.addressof(buf)), buf  # keep buf alive while attaching
+
+
+class Capture:
+    """A live capture. Use `open()`, then `pump()` while the client runs, then `stop()`."""
+
+    def __init__(self, interface: str, snaplen: int = SNAPLEN) -> None:
+        self.interface = interface
+        self.snaplen = snaplen
+        self.frames = Frames()
+        self.dropped = 0
+        self.linktype = LINKTYPE_ETHERNET
+        self.loopback = False
+        self._sock: Optional[socket.socket] = None
+        self._buf = bytearray(snaplen)
+        self._view = memoryview(self._buf)
+        self._anc = socket.CMSG_SPACE(16)
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+
+    def open(self) -> "Capture":
+        try:
+            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+        except PermissionError:
+            raise CaptureError(f"capturing on {self.interface} needs root or CAP_NET_RAW: run it with sudo") from None
+        try:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, BUFFER_BYTES)
+            except PermissionError:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, BUFFER_BYTES)
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            self.loopback = _is_loopback(self.interface)
+            if self.loopback:
+                prog, keep = _sock_fprog(_INBOUND_BPF)
+                sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, prog)
+                del keep
+            sock.bind((self.interface, ETH_P_ALL))
+        except OSError as exc:
+            sock.close()
+            if exc.errno == 19:  # ENODEV
+                raise CaptureError(f"no such interface: {self.interface} (see `ip link`)") from None
+            raise CaptureError(f"cannot capture on {self.interface}: {exc.strerror}") from None
+        hatype = sock.getsockname()[3]
+        if hatype in ARPHRD_RAW_IP:
+            self.linktype = LINKTYPE_RAW
+        elif hatype not in (ARPHRD_ETHER, ARPHRD_LOOPBACK):
+            sock.close()
+            raise CaptureError(f"cannot capture on {self.interface}: link type {hatype} is not supported")
+        self._sock = sock
+        self._read_stats()  # reset the counters: count from here on
+        self.dropped = 0
+        return self
+
+    def fileno(self) -> int:
+        assert self._sock is not None
+        return self._sock.fileno()
+
+    def pump(self, marker: Optional[bytes] = None) -> bool:
+        """Read every frame queued now, without blocking. True if `marker` was among them (it is not kept)."""
+        sock = self._sock
+        assert sock is not None
+        times, lengths, data = self.frames.times, self.frames.lengths, self.frames.data
+        view, snap = self._view, self.snaplen
+        while True:
+            try:
+                n, anc, _flags, _addr = sock.recvmsg_into([view], self._anc, socket.MSG_DONTWAIT | socket.MSG_TRUNC)
+            except BlockingIOError:
+                return False
+            frame = bytes(view[: min(n, snap)])
+            if marker is not None and marker in frame:
+                return True
+            ts = 0
+            for level, kind, value in anc:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                    sec, nsec = struct.unpack("qq", value[:16])
+                    ts = sec * 1_000_000_000 + nsec
+            times.append(ts or time.time_ns())
+            lengths.append(n)
+            data.append(frame)
+
+    def stop(self, wait_for: Optional[Callable[[], None]] = None, timeout: float = 2.0) -> None:
+        """Drain everything captured up to now, read the drop counter, close the socket."""
+        sock = self._sock
+        if sock is None:
+            return
+        try:
+            if self.loopback:
+                self._drain_to_marker(timeout)
+            else:
+                self._drain_quiet(0.2, timeout)
+            self._read_stats()
+        finally:
+            sock.close()
+            self._sock = None
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    # -- internals ---------------------------------------------------------------------------------------------
+
+    def _drain_to_marker(self, timeout: float) -> None:
+        marker = b"wirestack-drain-" + os.urandom(16).hex().encode()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind(("127.0.0.1", 0))
+            udp.sendto(marker, udp.getsockname())
+            deadline = time.monotonic() + timeout
+            while not self.pump(marker):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise CaptureError("capture did not drain: the marker packet never arrived")
+                select.select([self.fileno()], [], [], left)
+
+    def _drain_quiet(self, gap: float, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            before = len(self.frames)
+            self.pump()
+            if len(self.frames) == before and not select.select([self.fileno()], [], [], gap)[0]:
+                return
+
+    def _read_stats(self) -> None:
+        if self._sock is None:
+            return
+        raw = self._sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8)
+        _packets, drops = struct.unpack("II", raw)  # reading resets the kernel's counters
+        self.dropped += drops
+
+
+def _is_loopback(interface: str) -> bool:
+    try:
+        with open(f"/sys/class/net/{interface}/flags") as f:
+            return bool(int(f.read(), 16) & 0x8)  # IFF_LOOPBACK
+    except (OSError, ValueError):
+        return interface == "lo"
+
+
+__all__ = ["Capture", "CaptureError", "Frames", "LINKTYPE_ETHERNET", "LINKTYPE_RAW"]

@@ -1,0 +1,323 @@
+"""Pairing: which packets each socket call produced or observed, and which lie below each Python frame.
+
+Pure functions over model records; no IO. The rules, in the order they are applied:
+
+1. **Flows.** A call that knows its socket's local and remote address defines an endpoint of that socket. A
+   packet belongs to a traced socket when its 4-tuple matches an endpoint, seen from either side (when both
+   ends are traced, one packet is "out" for the sender and "in" for the receiver). An ICMP error belongs to
+   the socket whose datagram it quotes.
+2. **Port reuse.** The same 4-tuple can serve several sockets one after another. TCP packets are first grouped
+   into connections by sequence numbers (a SYN opens one; retransmitted SYNs carry the same ISN; the peer's
+   ACKs acknowledge it), so a late RST stays with the SYN it answers. A connection, or a UDP datagram, goes to
+   the socket that had that flow most recently when it started (or, failing that, the next one to have it).
+3. **Calls.** Within a socket, a packet goes to the call whose [start, end] window contains it, preferring
+   the kind of call that makes such a packet (SYN: connect; data out: send; FIN: close/shutdown). Otherwise an
+   outgoing packet goes to the call that ended just before it (within `TOLERANCE_NS`) unless it is a bare ACK,
+   which the kernel sends on its own. An incoming packet goes to a call that just failed with the error that
+   packet explains (clock outliers: one RST in 1,600 was stamped 63 ms late), or to the next call on the socket
+   that observes it (the recv that reads the data, the call that meets the RST or FIN).
+4. **Frames.** A Python frame lines up with every packet paired with any call made while that frame (that
+   very frame object, see `probe.py`) was on the stack.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Iterable, Optional, Sequence
+
+from .model import Addr, Call, ExceptionInfo, Packet
+
+TOLERANCE_NS = 100_000_000  # 100 ms
+
+SENDS = {"send", "sendall", "sendto", "sendmsg"}
+RECVS = {"recv", "recv_into", "recvfrom", "recvfrom_into", "recvmsg"}
+CONNECTS = {"connect", "connect_ex"}
+CLOSES = {"close", "shutdown"}
+# errnos an incoming packet can explain: RST -> refused/reset/broken pipe; ICMP -> refused/unreachable
+_RST_ERRNOS = {111, 104, 32}
+_ICMP_ERRNOS = {111, 113, 101, 112, 90}
+
+
+@dataclass(frozen=True)
+class Pair:
+    packet: int
+    socket: int
+    side: str  # "out": the packet left this socket; "in": it arrived at it
+    call: Optional[int]  # None: the kernel sent or took it with no call of the program involved
+    role: str  # "sent", "received" or "kernel"
+
+
+@dataclass(frozen=True)
+class Alignment:
+    pairs: tuple[Pair, ...]
+    call_packets: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    frame_packets: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    socket_packets: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    packet_pairs: dict[int, tuple[Pair, ...]] = field(default_factory=dict)
+
+    def packets_of_call(self, call_id: int) -> tuple[int, ...]:
+        return self.call_packets.get(call_id, ())
+
+    def packets_below(self, instance: int) -> tuple[int, ...]:
+        return self.frame_packets.get(instance, ())
+
+    def pairs_of(self, packet_id: int) -> tuple[Pair, ...]:
+        return self.packet_pairs.get(packet_id, ())
+
+
+@dataclass(frozen=True)
+class _Endpoint:
+    socket: int
+    proto: str
+    local: Addr
+    remote: Optional[Addr]
+    birth: int  # start of the first call that showed this flow
+
+
+def norm_host(host: str) -> str:
+    """One spelling per address: '::ffff:127.0.0.1' -> '127.0.0.1', 'fe80::1%lo' -> 'fe80::1'."""
+    host = host.split("%", 1)[0]
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)
+
+
+def _proto_of(call: Call) -> str:
+    return {"SOCK_STREAM": "TCP", "SOCK_DGRAM": "UDP"}.get(call.kind, "")
+
+
+def endpoints(calls: Iterable[Call]) -> list[_Endpoint]:
+    """Every (socket, local, remote) flow that the calls reveal, with when it was first seen."""
+    seen: dict[tuple[int, Addr, Optional[Addr]], _Endpoint] = {}
+    for c in sorted(calls, key=lambda c: c.start_ns):
+        proto = _proto_of(c)
+        if not c.socket or not proto or not isinstance(c.local, tuple) or not c.local[1]:
+            continue
+        local = (norm_host(c.local[0]), c.local[1])
+        remote = (norm_host(c.remote[0]), c.remote[1]) if isinstance(c.remote, tuple) else None
+        key = (c.socket, local, remote)
+        if key not in seen:
+            seen[key] = _Endpoint(c.socket, proto, local, remote, c.start_ns)
+    return list(seen.values())
+
+
+_WILDCARD = {"0.0.0.0", "::", ""}
+
+
+def _host_matches(ours: str, theirs: str) -> bool:
+    if ours in _WILDCARD or ours == theirs:
+        return True
+    try:
+        ipaddress.ip_address(ours)
+    except ValueError:
+        return True  # a host name we never resolved ourselves: trust the port
+    return False
+
+
+def _matches(ep: _Endpoint, proto: str, local: Addr, remote: Addr) -> bool:
+    if ep.proto != proto or ep.local[1] != local[1] or not _host_matches(ep.local[0], local[0]):
+        return False
+    if ep.remote is None:
+        return proto == "UDP"  # an unconnected datagram socket takes any peer
+    return ep.remote[1] == remote[1] and _host_matches(ep.remote[0], remote[0])
+
+
+def _choose(cands: list[_Endpoint], t: int) -> Optional[_Endpoint]:
+    """The socket that had this flow at time t: the latest born by then, else the next one born after."""
+    before = [e for e in cands if e.birth <= t]
+    if before:
+        return max(before, key=lambda e: e.birth)
+    return min(cands, key=lambda e: e.birth) if cands else None
+
+
+def _tcp_connections(packets: Sequence[Packet]) -> dict[int, int]:
+    """Packet id -> connection number, grouping each TCP 4-tuple's packets by the SYN they belong to."""
+    out: dict[int, int] = {}
+    # per unordered 4-tuple: list of [conn number, initiator (host, port), isn, peer isn or None]
+    conns: dict[frozenset[Addr], list[list[object]]] = defaultdict(list)
+    counter = 0
+    half = 1 << 31
+
+    def after(x: int, base: int) -> bool:
+        return (x - base) % (1 << 32) < half
+
+    for p in packets:
+        if p.proto != "TCP":
+            continue
+        key = frozenset({(p.src, p.sport), (p.dst, p.dport)})
+        mine = conns[key]
+        src = (p.src, p.sport)
+        chosen: Optional[list[object]] = None
+        if "S" in p.flags and "A" not in p.flags:
+            chosen = next((c for c in reversed(mine) if c[1] == src and c[2] == p.seq), None)
+            if chosen is None:
+                counter += 1
+                chosen = [counter, src, p.seq, None]
+                mine.append(chosen)
+        else:
+            for c in reversed(mine):
+                isn, peer_isn = c[2], c[3]
+                assert isinstance(isn, int)
+                if c[1] == src:
+                    ok = after(p.seq, isn)
+                elif "A" in p.flags:
+                    ok = after(p.ack, isn + 1)
+                else:
+                    ok = peer_isn is None or (isinstance(peer_isn, int) and after(p.seq, peer_isn))
+                if ok:
+                    chosen = c
+                    break
+            if chosen is None:
+                chosen = mine[-1] if mine else None
+            if chosen is None:  # the capture began mid-connection
+                counter += 1
+                chosen = [counter, (p.dst, p.dport), p.ack - 1 if "A" in p.flags else 0, None]
+                mine.append(chosen)
+            if "S" in p.flags and chosen[1] != src:
+                chosen[3] = p.seq
+        assert isinstance(chosen[0], int)
+        out[p.id] = chosen[0]
+    return out
+
+
+def _call_for(p: Packet, side: str, calls: Sequence[Call]) -> tuple[Optional[int], str]:
+    """Which of one socket's calls (sorted by start) sent or observed packet p."""
+    t = p.time_ns
+    if side == "in" and ("R" in p.flags or p.icmp):
+        # An error packet is observed by the call that fails because of it: the one running when it came,
+        # one that just ended (clock outliers), or the next one (a UDP recv learns of ICMP later).
+        explained = _RST_ERRNOS if "R" in p.flags else _ICMP_ERRNOS
+        failing = [c for c in calls if c.errno in explained]
+        for ok in (lambda c: c.start_ns <= t <= c.end_ns, lambda c: c.end_ns < t <= c.end_ns + TOLERANCE_NS,
+                   lambda c: c.start_ns > t):
+            hit = next((c for c in failing if ok(c)), None)
+            if hit is not None:
+                return hit.id, "received"
+    covering = [c for c in calls if c.start_ns <= t <= c.end_ns]
+    if covering:
+        wanted = _ops_for(p, side)
+        best = [c for c in covering if c.op in wanted] or covering
+        return best[-1].id, "sent" if side == "out" else "received"
+    bare_ack = p.proto == "TCP" and p.flags == "A" and not p.payload
+    if bare_ack:
+        return None, "kernel"
+    if side == "out":
+        ended = [c for c in calls if c.end_ns < t <= c.end_ns + TOLERANCE_NS]
+        return (ended[-1].id, "sent") if ended else (None, "kernel")
+    observers = RECVS if p.payload and p.proto == "TCP" else None
+    for c in calls:
+        if c.start_ns > t and (observers is None or c.op in observers or c.failed):
+            return c.id, "received"
+    return None, "kernel"
+
+
+def _ops_for(p: Packet, side: str) -> set[str]:
+    if p.proto == "TCP" and "S" in p.flags:
+        return CONNECTS | {"accept"}
+    if side == "out":
+        if p.payload:
+            return SENDS
+        if p.proto == "TCP" and ("F" in p.flags or "R" in p.flags):
+            return CLOSES
+        return SENDS | CLOSES
+    return RECVS | CONNECTS | {"getsockopt", "accept"} | SENDS
+
+
+def traced_packets(calls: Sequence[Call], packets: Sequence[Packet]) -> list[Packet]:
+    """Only the packets of the traced program's flows (other traffic on the interface stays out)."""
+    eps = endpoints(calls)
+    return [p for p in packets if _sides(p, eps)]
+
+
+def _sides(p: Packet, eps: list[_Endpoint]) -> list[tuple[str, list[_Endpoint]]]:
+    """For packet p: ("out", sockets it may have left) and ("in", sockets it may have reached)."""
+    if p.quoted is not None:  # an ICMP error comes back to the sender of the datagram it quotes
+        q = p.quoted
+        local, remote = (norm_host(q.src), q.sport), (norm_host(q.dst), q.dport)
+        cands = [e for e in eps if _matches(e, q.proto, local, remote)]
+        return [("in", cands)] if cands else []
+    if p.proto not in ("TCP", "UDP"):
+        return []
+    src, dst = (norm_host(p.src), p.sport), (norm_host(p.dst), p.dport)
+    out = []
+    for side, local, remote in (("out", src, dst), ("in", dst, src)):
+        cands = [e for e in eps if _matches(e, p.proto, local, remote)]
+        if cands:
+            out.append((side, cands))
+    return out
+
+
+def align(calls: Sequence[Call], packets: Sequence[Packet]) -> Alignment:
+    """Pair packets with calls, and calls' packets with the frames they were made from."""
+    eps = endpoints(calls)
+    by_socket: dict[int, list[Call]] = defaultdict(list)
+    for c in sorted(calls, key=lambda c: (c.start_ns, c.id)):
+        if c.socket:
+            by_socket[c.socket].append(c)
+    ordered = sorted(packets, key=lambda p: (p.time_ns, p.id))
+    conn_of = _tcp_connections(ordered)
+    conn_start: dict[int, int] = {}
+    for p in ordered:
+        conn_start.setdefault(conn_of.get(p.id, -p.id), p.time_ns)
+
+    pairs: list[Pair] = []
+    for p in ordered:
+        t0 = conn_start[conn_of.get(p.id, -p.id)]  # TCP: when its connection began; else the packet itself
+        for side, cands in _sides(p, eps):
+            ep = _choose(cands, t0)
+            if ep is None:
+                continue
+            call, role = _call_for(p, side, by_socket[ep.socket])
+            pairs.append(Pair(p.id, ep.socket, side, call, role))
+
+    call_packets: dict[int, list[int]] = defaultdict(list)
+    socket_packets: dict[int, list[int]] = defaultdict(list)
+    packet_pairs: dict[int, list[Pair]] = defaultdict(list)
+    for pair in pairs:
+        socket_packets[pair.socket].append(pair.packet)
+        packet_pairs[pair.packet].append(pair)
+        if pair.call is not None:
+            call_packets[pair.call].append(pair.packet)
+    frame_packets: dict[int, set[int]] = defaultdict(set)
+    for c in calls:
+        for f in c.frames:
+            frame_packets[f.instance].update(call_packets.get(c.id, ()))
+    return Alignment(
+        tuple(pairs),
+        {k: tuple(dict.fromkeys(v)) for k, v in call_packets.items()},
+        {k: tuple(sorted(v)) for k, v in frame_packets.items() if v},
+        {k: tuple(dict.fromkeys(v)) for k, v in socket_packets.items()},
+        {k: tuple(v) for k, v in packet_pairs.items()},
+    )
+
+
+def exception_packets(exc: ExceptionInfo, alignment: Alignment) -> list[tuple[int, ...]]:
+    """For each traceback entry of `exc` (outermost first): the packets produced below it."""
+    return [alignment.packets_below(f.instance) for f in exc.frames]
+
+
+def origin_call(exc: Optional[ExceptionInfo], calls: Sequence[Call]) -> Optional[Call]:
+    """The socket call that raised this exception, or the one its chain (cause, then context) came from."""
+    by_id = {c.id: c for c in calls}
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if exc.call is not None and exc.call in by_id:
+            return by_id[exc.call]
+        exc = exc.cause or exc.context
+    return None
+
+
+def chain(exc: Optional[ExceptionInfo]) -> list[ExceptionInfo]:
+    """The exceptions in the order Python prints them: the innermost cause or context first."""
+    out: list[ExceptionInfo] = []
+    while exc is not None and all(e is not exc for e in out):
+        out.insert(0, exc)
+        exc = exc.cause if exc.cause is not None else (None if exc.suppress_context else exc.context)
+    return out

@@ -1,0 +1,421 @@
+"""The probe: records the socket calls of the program it runs in, with their Python stacks.
+
+It runs *inside* the traced program (installed by `wirestack.bootstrap` before the program starts) and must stay
+cheap: a call costs two `time_ns()`, a walk up the stack keeping `(tag, code, line)` per frame, and a tuple
+appended to a list. Everything else (file names, source lines, JSON) happens when a batch is flushed.
+
+Rules:
+- Wrappers call the original C methods and re-raise exactly what they raised; the program sees no difference.
+- The probe never calls a wrapped method itself (it uses `_socket.socket`'s originals), so it cannot recurse.
+- Frame identity: a traceback holds the frame objects that were live when it was raised, and a call's stack
+  held frames too; "this call happened below that traceback frame" means they share a frame *object*, not
+  just a function (a retry loop calls the same function many times). Frames cannot be weak-referenced and
+  holding them would keep their locals (sockets!) alive, so the probe tags each frame it walks through by
+  storing a small `_Tag` in `frame.f_trace`, which CPython consults only while `sys.settrace` is active.
+  When a tracer is active (a debugger, coverage) the probe leaves `f_trace` alone and falls back to
+  `id(frame)`, which can confuse two runs of one function.
+- Exception identity: the call that raised an exception marks the exception object (`_wirestack_call`), so
+  the traceback that escapes later can name the very call it came from, even after re-raises and chaining.
+"""
+
+from __future__ import annotations
+
+import _socket
+import itertools
+import json
+import linecache
+import os
+import socket
+import sys
+import threading
+import time
+import weakref
+from types import CodeType, FrameType, TracebackType
+from typing import Any, Callable, Optional
+
+_time_ns = time.time_ns
+_getframe = sys._getframe
+_current_thread = threading.current_thread
+_ORIG_GETSOCKNAME = _socket.socket.getsockname
+_ORIG_GETPEERNAME = _socket.socket.getpeername
+
+EXC_ATTR = "_wirestack_call"
+
+
+class _Tag:
+    """A frame's identity, parked in `frame.f_trace`. Callable so that a tracer turned on later does not crash:
+    it hands the event on to the tracer that is active now."""
+
+    __slots__ = ("n",)
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __call__(self, frame: FrameType, event: str, arg: Any) -> Any:
+        tracer = sys.gettrace()
+        return tracer(frame, event, arg) if tracer is not None else None
+
+
+RawStack = list[tuple[int, CodeType, int]]  # (frame instance, code, line), innermost first
+
+
+class Probe:
+    def __init__(self, sink: Callable[[list[dict[str, Any]]], None], batch: int = 512) -> None:
+        self._sink = sink
+        self._batch = batch
+        self._pending: list[tuple[Any, ...]] = []
+        self._ids = itertools.count(1)
+        self._tags = itertools.count(1)
+        self._serials = itertools.count(1)
+        self._sockets: "weakref.WeakKeyDictionary[Any, int]" = weakref.WeakKeyDictionary()
+        self._stop_codes: set[int] = set()  # code objects of wirestack's own runner: the stack ends below them
+        self._lock = threading.Lock()
+        self._saved: list[tuple[Any, str, Any]] = []
+        self.pid = os.getpid()
+
+    # -- stacks and identities -------------------------------------------------------------------------------
+
+    def stop_at(self, code: CodeType) -> None:
+        """Frames running `code` (and everything above them) are wirestack's, not the program's."""
+        self._stop_codes.add(id(code))
+
+    def frame_tag(self, frame: FrameType) -> int:
+        tag = frame.f_trace
+        if type(tag) is _Tag:
+            return tag.n
+        if tag is None and sys.gettrace() is None:
+            new = _Tag(next(self._tags))
+            frame.f_trace = new
+            return new.n
+        return -id(frame)  # a tracer owns f_trace: fall back to the address (negative, so it never clashes)
+
+    def _stack(self, depth: int) -> RawStack:
+        out: RawStack = []
+        frame: Optional[FrameType] = _getframe(depth)
+        stop = self._stop_codes
+        while frame is not None and id(frame.f_code) not in stop:
+            out.append((self.frame_tag(frame), frame.f_code, frame.f_lineno))
+            frame = frame.f_back
+        return out
+
+    def serial(self, sock: Any) -> int:
+        try:
+            return self._sockets[sock]
+        except KeyError:
+            n = self._sockets[sock] = next(self._serials)
+            return n
+
+    # -- recording -------------------------------------------------------------------------------------------
+
+    def record(self, op: str, sock: Any, start: int, end: int, *, exc: Optional[BaseException] = None,
+               local: Any = None, remote: Any = None, args: Optional[dict[str, Any]] = None,
+               result: Any = None, depth: int = 3) -> int:
+        cid = next(self._ids)
+        errno = error = None
+        if exc is not None:
+            err = getattr(exc, "errno", None)
+            errno = err if isinstance(err, int) else None
+            error = _exc_line(exc)
+            try:
+                setattr(exc, EXC_ATTR, cid)
+            except Exception:
+                pass
+        serial = family = kind = None
+        if sock is not None:
+            serial = self.serial(sock)
+            family, kind = _enum_name(sock.family), _enum_name(sock.type)
+        self._pending.append((cid, op, _current_thread().name, start, end, self._stack(depth), serial, family, kind,
+                              errno, error, local, remote, args, result))
+        if len(self._pending) >= self._batch:
+            self.flush()
+        return cid
+
+    def flush(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, []
+            if pending:
+                self._sink([self._call_dict(p) for p in pending])
+
+    def _call_dict(self, p: tuple[Any, ...]) -> dict[str, Any]:
+        (cid, op, thread, start, end, stack, serial, family, kind, errno, error, local, remote, args, result) = p
+        return {
+            "kind": "call", "id": cid, "op": op, "thread": thread, "start_ns": start, "end_ns": end,
+            "frames": [frame_dict(tag, code.co_filename, line, code.co_name) for tag, code, line in reversed(stack)],
+            "socket": serial or 0, "family": family or "", "type": kind or "", "errno": errno, "error": error or "",
+            "local": _addr(local), "remote": _addr(remote), "args": _jsonable(args or {}),
+            "result": _jsonable(result), "pid": self.pid,
+        }
+
+    # -- installing ------------------------------------------------------------------------------------------
+
+    def install(self) -> None:
+        cls = socket.socket
+        for name in ("connect", "connect_ex", "send", "sendall", "sendto", "sendmsg", "recv", "recv_into",
+                     "recvfrom", "recvfrom_into", "recvmsg", "shutdown", "getsockopt", "accept", "_real_close",
+                     "__init__"):
+            self._patch(cls, name, getattr(self, "_w_" + name.strip("_"))(getattr(cls, name)))
+        self._patch(socket, "getaddrinfo", self._w_getaddrinfo(socket.getaddrinfo))
+
+    def uninstall(self) -> None:
+        for owner, name, orig in reversed(self._saved):
+            setattr(owner, name, orig)
+        self._saved.clear()
+
+    def _patch(self, owner: Any, name: str, wrapper: Callable[..., Any]) -> None:
+        self._saved.append((owner, name, owner.__dict__.get(name, getattr(owner, name))))
+        setattr(owner, name, wrapper)
+
+    # Each _w_* builds the wrapper for one method. They share one shape: time, call, record, return or re-raise.
+
+    def _simple(self, op: str, orig: Callable[..., Any], *, args_of: Callable[..., dict[str, Any]],
+                result_of: Callable[[Any], Any] = lambda r: r, addresses: bool = False,
+                remote_of: Optional[Callable[..., Any]] = None, depth: int = 3) -> Callable[..., Any]:
+        probe = self
+
+        def wrapper(sock: Any, *a: Any, **kw: Any) -> Any:
+            start = _time_ns()
+            try:
+                r = orig(sock, *a, **kw)
+            except BaseException as exc:
+                end = _time_ns()
+                local, remote = probe._ends(sock, a, remote_of, addresses)
+                probe.record(op, sock, start, end, exc=exc, local=local, remote=remote, args=args_of(*a, **kw),
+                             depth=depth)
+                raise
+            end = _time_ns()
+            local, remote = probe._ends(sock, a, remote_of, addresses, r)
+            probe.record(op, sock, start, end, local=local, remote=remote, args=args_of(*a, **kw),
+                         result=result_of(r), depth=depth)
+            return r
+
+        wrapper.__wrapped__ = orig  # type: ignore[attr-defined]
+        wrapper.__name__ = getattr(orig, "__name__", op)
+        wrapper.__doc__ = getattr(orig, "__doc__", None)
+        return wrapper
+
+    def _ends(self, sock: Any, a: tuple[Any, ...], remote_of: Optional[Callable[..., Any]], addresses: bool,
+              r: Any = None) -> tuple[Any, Any]:
+        """The socket's local and remote address, where the call could have changed or revealed them."""
+        if not addresses:
+            return None, None
+        try:
+            local = _ORIG_GETSOCKNAME(sock)
+        except OSError:
+            local = None
+        remote = remote_of(a, r) if remote_of else None
+        if remote is None:
+            try:
+                remote = _ORIG_GETPEERNAME(sock)
+            except OSError:
+                remote = None
+        return local, remote
+
+    def _w_connect(self, orig: Callable[..., Any]) -> Callable[..., Any]:
+        return self._simple("connect", orig, args_of=lambda addr: {"address": addr}, addresses=True,
+                            remote_of=lambda a, r: a[0] if a else None)
+
+    def _w_connect_ex(self, orig: Callable[..., Any]) -> Callable[..., Any]:
+        probe = self
+
+        def connect_ex(sock: Any, addr: Any) -> int:
+            start = _time_ns()
+            r = orig(sock, addr)  # connect_ex returns the errno instead of raising
+            end = _time_ns()
+            local, remote = probe._ends(sock, (addr,), lambda a, _: a[0], True)
+            exc = OSError(r, os.strerror(r)) if r else None
+            probe.record("connect_ex", sock, start, end, exc=exc, local=local, remote=remote,
+                         args={"address": addr}, result=r)
+            return r
+
+        return connect_ex
+
+    def _w_send(self, orig: Callable[..., Any]) -> Callable[..., Any]:
+        return self._simple("send", orig, args_of=lambda data, *f: {"bytes": len(data)})
+
+    def _w_sendall(self, orig: Callable[..., Any]) -> Callable[..., Any]:
+        return self._simple("sendall", orig, args_of=lambda data, *f: {"bytes": len(data)})
+
+    def _w_sendto(self, orig: Callable[..., Any]) -> Callable[..., Any]:
+        return self._simple("sendto", orig, args_of=lambda data, *rest: {"bytes": len(data), "address": rest[-1]},
+                            addresses=True, remote_of=lambda a, r: a[-1])
+
+    def _w_sendmsg(self, orig: Callable[..., Any]) -> Callable[..., Any]:
+        return self._simple("sendmsg", orig, args_of=lambda bufs, *rest, **kw: {"bytes": sum(map(len, bufs))})
+
+    def _w_recv(self, orig: Callable[..., Any]) -> Callable[..., Any]:
+        return self._simple("recv", orig, args_of=lambda n, *f: {"bufsize": n}, result_of=len)
+
+    def _w_recv_into(self, orig: Callable[..., Any]) -> Callable[..., Any]:
+        return self._simple("recv_into", orig, args_of=lambda buf, *r, **kw: {"bufsize": len(buf)})
+
+    def _w_recvfrom(self, orig: Callable[..., Any]) -> Callable[..., Any]:
+        return self._simple("recvfrom", orig, args_of=lambda n, *f: {"bufsize": n}, result_of=lambda r: len(r[0]),
+                            addresses=True, remote_of=lambda a, r: r[1] if r else None)
+
+    def _w_recvfrom_into(self, orig: Callable[..., Any]) -> Callable[..., Any]:
+        return self._simple("recvfrom_into", orig, args_of=lambda buf, *r, **kw: {"bufsize": len(buf)},
+                            result_of=lambda r: r[0], addresses=True, remote_of=lambda a, r: r[1] if r else None)
+
+    def _w_recvmsg(self, orig: Callable[..., Any]) -> Callable[..., Any]:
+        return self._simple("recvmsg", orig, args_of=lambda n=0, *r: {"bufsize": n}, result_of=lambda r: len(r[0]))
+
+    def _w_shutdown(self, orig: Callable[..., Any]) -> Callable[..., Any]:
+        return self._simple("shutdown", orig, args_of=lambda how: {"how": how}, result_of=lambda r: None)
+
+    def _w_getsockopt(self, orig: Callable[..., Any]) -> Callable[..., Any]:
+        recorded = self._simple("getsockopt", orig, args_of=lambda level, opt, *b: {"level": level, "option": opt},
+                                depth=4)
+
+        def getsockopt(sock: Any, level: int, opt: int, *rest: Any) -> Any:
+            # Only SO_ERROR matters here: it is how a non-blocking connect learns its errno.
+            if level == socket.SOL_SOCKET and opt == socket.SO_ERROR and not rest:
+                return recorded(sock, level, opt)
+            return orig(sock, level, opt, *rest)
+
+        return getsockopt
+
+    def _w_accept(self, orig: Callable[..., Any]) -> Callable[..., Any]:
+        probe = self
+
+        def accept(sock: Any) -> Any:
+            start = _time_ns()
+            try:
+                conn, addr = orig(sock)
+            except BaseException as exc:
+                probe.record("accept", sock, start, _time_ns(), exc=exc)
+                raise
+            end = _time_ns()
+            try:
+                local = _ORIG_GETSOCKNAME(conn)
+            except OSError:
+                local = None
+            # The call belongs to the new connection's flow; the listener is an argument.
+            probe.record("accept", conn, start, end, local=local, remote=addr,
+                         args={"listener": probe.serial(sock)})
+            return conn, addr
+
+        return accept
+
+    def _w_real_close(self, orig: Callable[..., Any]) -> Callable[..., Any]:
+        probe = self
+
+        def _real_close(sock: Any, *a: Any, **kw: Any) -> Any:
+            if sock.fileno() < 0:  # already closed: no syscall, nothing to record
+                return orig(sock, *a, **kw)
+            start = _time_ns()
+            local, remote = probe._ends(sock, (), None, True)
+            r = orig(sock, *a, **kw)
+            probe.record("close", sock, start, _time_ns(), local=local, remote=remote)
+            return r
+
+        return _real_close
+
+    def _w_init(self, orig: Callable[..., Any]) -> Callable[..., Any]:
+        probe = self
+
+        def __init__(sock: Any, family: Any = -1, type: Any = -1, proto: Any = -1, fileno: Any = None) -> None:
+            start = _time_ns()
+            orig(sock, family, type, proto, fileno)
+            if fileno is None:  # accept() and fromfd() make sockets too; those are not new endpoints
+                probe.record("socket", sock, start, _time_ns(), args={"proto": sock.proto}, result=sock.fileno())
+
+        return __init__
+
+    def _w_getaddrinfo(self, orig: Callable[..., Any]) -> Callable[..., Any]:
+        probe = self
+
+        def getaddrinfo(host: Any, port: Any, *a: Any, **kw: Any) -> Any:
+            start = _time_ns()
+            args = {"host": host, "port": port}
+            try:
+                r = orig(host, port, *a, **kw)
+            except BaseException as exc:
+                probe.record("getaddrinfo", None, start, _time_ns(), exc=exc, args=args)
+                raise
+            result = [[_enum_name(fam), _enum_name(kind), _addr(sa)] for fam, kind, _, _, sa in r]
+            probe.record("getaddrinfo", None, start, _time_ns(), args=args, result=result)
+            return r
+
+        getaddrinfo.__wrapped__ = orig  # type: ignore[attr-defined]
+        return getaddrinfo
+
+
+# -- serialising ---------------------------------------------------------------------------------------------
+
+
+def frame_dict(instance: int, file: str, line: int, function: str) -> dict[str, Any]:
+    return {"file": file, "line": line, "function": function, "code": linecache.getline(file, line).strip(),
+            "instance": instance}
+
+
+def exception_dict(exc: BaseException, probe: Probe, skip: Callable[[TracebackType], bool],
+                   seen: Optional[set[int]] = None) -> dict[str, Any]:
+    """An exception and its chain as plain data, frames outermost first; `skip` drops wirestack's own frames."""
+    seen = seen if seen is not None else set()
+    seen.add(id(exc))
+    frames = []
+    tb = exc.__traceback__
+    while tb is not None:
+        if not skip(tb) and tb.tb_frame.f_code.co_filename != __file__:  # the probe's wrappers are invisible
+            code = tb.tb_frame.f_code
+            frames.append(frame_dict(probe.frame_tag(tb.tb_frame), code.co_filename, tb.tb_lineno, code.co_name))
+        tb = tb.tb_next
+    err = getattr(exc, "errno", None)
+
+    def chained(e: Optional[BaseException]) -> Optional[dict[str, Any]]:
+        return exception_dict(e, probe, skip, seen) if e is not None and id(e) not in seen else None
+
+    return {
+        "type": exc_type_name(exc), "message": str(exc), "errno": err if isinstance(err, int) else None,
+        "call": getattr(exc, EXC_ATTR, None), "frames": frames, "cause": chained(exc.__cause__),
+        "context": chained(exc.__context__), "suppress_context": exc.__suppress_context__,
+    }
+
+
+def exc_type_name(exc: BaseException) -> str:
+    """The name Python's traceback prints: `ConnectionRefusedError`, `urllib.error.URLError`."""
+    cls = type(exc)
+    mod = cls.__module__
+    return cls.__qualname__ if mod in ("builtins", "__main__") else f"{mod}.{cls.__qualname__}"
+
+
+def _exc_line(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{exc_type_name(exc)}: {text}" if text else exc_type_name(exc)
+
+
+def _enum_name(value: Any) -> str:
+    return getattr(value, "name", None) or str(value)
+
+
+def _addr(sa: Any) -> Any:
+    """A socket address as [host, port] (IPv6 flow info and scope dropped), a path, or None."""
+    if isinstance(sa, tuple) and len(sa) >= 2 and isinstance(sa[1], int):
+        return [str(sa[0]), sa[1]]
+    if isinstance(sa, (str, bytes)):
+        return sa if isinstance(sa, str) else sa.decode("utf-8", "replace")
+    return None
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return len(value)
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return repr(value)
+
+
+def fd_sink(fd: int) -> Callable[[list[dict[str, Any]]], None]:
+    """A sink writing JSON lines to a file descriptor (the pipe back to wirestack)."""
+
+    def sink(records: list[dict[str, Any]]) -> None:
+        data = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records).encode()
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+
+    return sink

@@ -1,0 +1,194 @@
+"""Rendering a report as text with rich. Returns strings; printing is the CLI's business.
+
+The traceback is drawn as Python prints it, each entry tagged with its layer and the packets produced below
+it; under the frame where the failing call was made comes the kernel layer: the syscall with its result, the
+errno's `#define`, and its packets. Then the other socket calls that touched the wire, then the explanation.
+"""
+
+from __future__ import annotations
+
+from io import StringIO
+from typing import Optional
+
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from . import errnos
+from .explanation import duration, endpoint, flag_name
+from .layers import KERNEL, layer_of
+from .model import Call, ExceptionInfo, Packet
+from .pairing import chain
+from .report import Report
+
+_LAYER_STYLE = {"program": "green", "application module": "cyan", "transport interface": "magenta",
+                KERNEL: "bold red"}
+_CAUSE = "The above exception was the direct cause of the following exception:"
+_CONTEXT = "During handling of the above exception, another exception occurred:"
+MAX_PACKETS_SHOWN = 40
+
+
+def ids(packets: tuple[int, ...] | list[int]) -> str:
+    """'#1 #2 #3' or '#1-#40' for long runs of consecutive ids."""
+    if not packets:
+        return ""
+    if len(packets) > 4 and list(packets) == list(range(packets[0], packets[0] + len(packets))):
+        return f"#{packets[0]}-#{packets[-1]}"
+    if len(packets) > 8:
+        return " ".join(f"#{p}" for p in packets[:6]) + f" … ({len(packets)})"
+    return " ".join(f"#{p}" for p in packets)
+
+
+def address(addr: Optional[tuple[str, int]]) -> str:
+    return endpoint(*addr) if addr else "?"
+
+
+def call_line(c: Call) -> str:
+    """connect(127.0.0.1:464) → ECONNREFUSED (111)"""
+    target = c.args.get("address")
+    if c.op == "getaddrinfo":
+        inside = f"{c.args.get('host')!r}, {c.args.get('port')!r}"
+    elif isinstance(target, list) and len(target) == 2:
+        inside = endpoint(str(target[0]), int(target[1]))
+    elif "bytes" in c.args:
+        inside = f"{c.args['bytes']} bytes"
+    elif "bufsize" in c.args:
+        inside = str(c.args["bufsize"])
+    else:
+        inside = ""
+    if c.errno is not None:
+        outcome = f"{errnos.name(c.errno)} ({c.errno})"
+    elif c.failed:
+        outcome = c.error
+    elif c.op in ("recv", "recv_into", "recvfrom", "recvfrom_into", "recvmsg"):
+        outcome = f"{c.result} bytes" + (" (EOF)" if c.result == 0 else "")
+    elif c.op in ("send", "sendto", "sendmsg") and isinstance(c.result, int):
+        outcome = f"{c.result} bytes"
+    elif c.op == "getaddrinfo" and isinstance(c.result, list):
+        outcome = ", ".join(address(tuple(r[2])) for r in c.result if isinstance(r[2], list)) or "[]"  # type: ignore
+    elif c.op == "getsockopt":
+        outcome = f"SO_ERROR = {c.result}" + (f" ({errnos.name(c.result)})" if c.result else "")
+    else:
+        outcome = "ok"
+    return f"{c.op}({inside}) → {outcome}"
+
+
+def packet_row(p: Packet, t0: int, local: Optional[tuple[str, int]] = None) -> list[Text]:
+    arrow = "←" if local and p.dport == local[1] and p.sport != local[1] else "→"
+    if p.proto == "TCP":
+        detail = f"{p.flags or '.':<3} seq={p.seq}" + (f" ack={p.ack}" if "A" in p.flags else "")
+    elif p.icmp:
+        detail = f"type {p.icmp[0]} code {p.icmp[1]}"
+        if p.quoted:
+            detail += f" quoting {p.quoted.proto} {endpoint(p.quoted.src, p.quoted.sport)} → " \
+                      f"{endpoint(p.quoted.dst, p.quoted.dport)}"
+    else:
+        detail = ""
+    return [Text(f"#{p.id}", style="bold"), Text(f"+{duration(p.time_ns - t0)}", justify="right"), Text(arrow),
+            Text(f"{endpoint(p.src, p.sport)} → {endpoint(p.dst, p.dport)}" if p.sport or p.dport
+                 else f"{p.src} → {p.dst}"),
+            Text(p.proto), Text(detail, style="yellow" if "R" in p.flags else ""), Text(f"len={len(p.payload)}")]
+
+
+def _packet_table(report: Report, pids: tuple[int, ...], t0: int, local: Optional[tuple[str, int]]) -> Table:
+    table = Table.grid(padding=(0, 1))
+    for _ in range(7):
+        table.add_column(no_wrap=True)
+    for pid in pids[:MAX_PACKETS_SHOWN]:
+        table.add_row(*packet_row(report.packet(pid), t0, local))
+    if len(pids) > MAX_PACKETS_SHOWN:
+        table.add_row(Text(f"… {len(pids) - MAX_PACKETS_SHOWN} more", style="dim"), *[Text("")] * 6)
+    return table
+
+
+def _kernel_block(report: Report, call: Call) -> RenderableType:
+    lines: list[RenderableType] = [Text.assemble(("  kernel  ", _LAYER_STYLE[KERNEL]), call_line(call),
+                                                 (f"   in {duration(call.end_ns - call.start_ns)}", "dim"))]
+    if call.errno is not None and call.errno in report.trace.errno_defines:
+        lines.append(Text("          " + report.trace.errno_defines[call.errno], style="dim"))
+    pids = report.alignment.packets_of_call(call.id)
+    if pids:
+        table = _packet_table(report, pids, call.start_ns, call.local)
+        lines.append(Group(*[Text("          " + line) for line in _text(table).splitlines()]))
+    else:
+        lines.append(Text("          no packet of this call was captured", style="dim"))
+    return Group(*lines)
+
+
+def _exception_block(report: Report, exc: ExceptionInfo, origin: Optional[Call]) -> RenderableType:
+    rows: list[RenderableType] = [Text("Traceback (most recent call last):")]
+    for f in exc.frames:
+        layer = layer_of(f.file)
+        rows.append(Text(f'  File "{f.file}", line {f.line}, in {f.function}'))
+        line = Table.grid(padding=(0, 2), expand=True)
+        line.add_column(ratio=1, overflow="ellipsis", no_wrap=True)
+        line.add_column(no_wrap=True, justify="right")
+        tag = Text.assemble((layer, _LAYER_STYLE.get(layer, "")), "  ",
+                            (ids(report.alignment.packets_below(f.instance)) or "-", "bold"))
+        line.add_row(Text(f"    {f.code}"), tag)
+        rows.append(line)
+    if origin is not None and exc.call == origin.id:
+        rows.append(_kernel_block(report, origin))
+    rows.append(Text(f"{exc.type}: {exc.message}" if exc.message else exc.type, style="bold red"))
+    return Group(*rows)
+
+
+def _other_calls(report: Report, origin: Optional[Call]) -> Optional[RenderableType]:
+    shown = [c for c in report.trace.calls
+             if c is not origin and (c.failed or report.alignment.packets_of_call(c.id))]
+    if not shown:
+        return None
+    table = Table(title="Socket calls", title_justify="left", box=None, padding=(0, 1), show_header=True,
+                  header_style="bold")
+    for name in ("call", "thread", "at", "packets"):
+        table.add_column(name)
+    for c in shown:
+        where = c.frames[-1] if c.frames else None
+        table.add_row(Text(call_line(c), style="red" if c.failed else ""), c.thread,
+                      f"{where.file.rsplit('/', 1)[-1]}:{where.line} {where.function}" if where else "",
+                      ids(report.alignment.packets_of_call(c.id)))
+    return table
+
+
+def report_renderable(report: Report) -> RenderableType:
+    t = report.trace
+    cap = t.capture
+    parts: list[RenderableType] = [
+        Text.assemble((f"wirestack {t.title}", "bold"), ": ", t.client.strip().splitlines()[-1] if t.client else ""),
+        Text(f"captured on {cap.interface}: {cap.packets} packets of the program's flows "
+             f"({cap.seen} seen, {cap.dropped} dropped by the kernel)", style="dim"),
+        Text(""),
+    ]
+    origin = report.origin
+    if t.exception is not None:
+        exceptions = chain(t.exception)
+        for i, e in enumerate(exceptions):
+            if i:
+                nxt = exceptions[i]
+                parts += [Text(""), Text(_CAUSE if nxt.cause is exceptions[i - 1] else _CONTEXT), Text("")]
+            parts.append(_exception_block(report, e, origin))
+    else:
+        parts.append(Text(f"no exception escaped (exit code {t.exit_code})"))
+    other = _other_calls(report, origin)
+    if other is not None:
+        parts += [Text(""), other]
+    if report.findings:
+        parts += [Text(""), Text("What the wire shows", style="bold")]
+        parts += [Text.assemble("  • ", f.text) for f in report.findings]
+    for note in t.notes:
+        parts.append(Text(f"note: {note}", style="dim"))
+    return Group(*parts)
+
+
+def _text(renderable: RenderableType, width: int = 200) -> str:
+    console = Console(file=StringIO(), width=width, color_system=None, force_terminal=False, no_color=True)
+    console.print(renderable)
+    return console.file.getvalue()  # type: ignore[attr-defined]
+
+
+def render_text(report: Report, width: int = 100, color: bool = False) -> str:
+    """The report as text, `width` columns wide, with ANSI colours only when `color`."""
+    console = Console(file=StringIO(), width=width, color_system="standard" if color else None,
+                      force_terminal=color, no_color=not color, highlight=False, emoji=False)
+    console.print(report_renderable(report))
+    return console.file.getvalue()  # type: ignore[attr-defined]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from wirestack.model import Call, ExceptionInfo, Frame, Packet, Quoted
 
@@ -27,9 +27,9 @@ SEED_STACK = frames(
 
 
 def call(cid: int, op: str, start_us: float, end_us: float, *, socket: int = 1,
-         local: Optional[tuple[str, int]] = CLIENT, remote: Optional[tuple[str, int]] = SERVER,
-         errno: Optional[int] = None, stack: tuple[Frame, ...] = SEED_STACK, kind: str = "SOCK_STREAM",
-         args: Optional[dict[str, Any]] = None, result: Any = None, thread: str = "MainThread") -> Call:
+         local: tuple[str, int] | None = CLIENT, remote: tuple[str, int] | None = SERVER,
+         errno: int | None = None, stack: tuple[Frame, ...] = SEED_STACK, kind: str = "SOCK_STREAM",
+         args: dict[str, Any] | None = None, result: Any = None, thread: str = "MainThread") -> Call:
     error = {111: "ConnectionRefusedError: [Errno 111] Connection refused",
              104: "ConnectionResetError: [Errno 104] Connection reset by peer",
              110: "TimeoutError: [Errno 110] Connection timed out"}.get(errno or 0, f"OSError: [Errno {errno}]")

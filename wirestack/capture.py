@@ -21,8 +21,8 @@ import select
 import socket
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Optional
 
 from .dissect import LINKTYPE_ETHERNET, LINKTYPE_RAW
 
@@ -75,14 +75,14 @@ class Capture:
         self.dropped = 0
         self.linktype = LINKTYPE_ETHERNET
         self.loopback = False
-        self._sock: Optional[socket.socket] = None
+        self._sock: socket.socket | None = None
         self._buf = bytearray(snaplen)
         self._view = memoryview(self._buf)
         self._anc = socket.CMSG_SPACE(16)
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
-    def open(self) -> "Capture":
+    def open(self) -> Capture:
         try:
             sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
         except PermissionError:
@@ -119,7 +119,7 @@ class Capture:
         assert self._sock is not None
         return self._sock.fileno()
 
-    def pump(self, marker: Optional[bytes] = None) -> bool:
+    def pump(self, marker: bytes | None = None) -> bool:
         """Read every frame queued now, without blocking. True if `marker` was among them (it is not kept)."""
         sock = self._sock
         assert sock is not None
@@ -142,7 +142,7 @@ class Capture:
             lengths.append(n)
             data.append(frame)
 
-    def stop(self, wait_for: Optional[Callable[[], None]] = None, timeout: float = 2.0) -> None:
+    def stop(self, wait_for: Callable[[], None] | None = None, timeout: float = 2.0) -> None:
         """Drain everything captured up to now, read the drop counter, close the socket."""
         sock = self._sock
         if sock is None:

@@ -6,8 +6,9 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn, Optional, Sequence
+from typing import NoReturn
 
 from . import __version__
 
@@ -60,7 +61,7 @@ def _fail(message: str, code: int = EXIT_USAGE) -> int:
     return code
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
     except UsageError as exc:
@@ -84,7 +85,7 @@ def _run_scenario(args: argparse.Namespace) -> int:
     from .tracer import Interrupted, run_traced
 
     scenario = catalogue()[args.command]
-    pcap: Optional[Path] = None
+    pcap: Path | None = None
     if not args.no_pcap:
         pcap = Path(args.write) if args.write else default_path(scenario.name)
     json_path = Path(args.json) if args.json and args.json != "-" else None

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import socket
 import struct
-from typing import Optional
 
 from .model import Packet, Quoted
 
@@ -24,7 +23,7 @@ def tcp_flags(bits: int) -> str:
     return "".join(letter for i, letter in enumerate(_TCP_FLAGS) if bits & (1 << i))
 
 
-def _ip_layer(frame: bytes, linktype: int) -> Optional[tuple[int, int]]:
+def _ip_layer(frame: bytes, linktype: int) -> tuple[int, int] | None:
     """(ethertype, offset of the IP header), or None."""
     if linktype == LINKTYPE_RAW:
         if not frame:
@@ -39,7 +38,7 @@ def _ip_layer(frame: bytes, linktype: int) -> Optional[tuple[int, int]]:
     return ethertype, offset
 
 
-def _ipv4(buf: bytes, off: int) -> Optional[tuple[str, str, int, int, int]]:
+def _ipv4(buf: bytes, off: int) -> tuple[str, str, int, int, int] | None:
     """(src, dst, protocol, offset of the transport header, end of the datagram)."""
     if len(buf) < off + 20:
         return None
@@ -55,7 +54,7 @@ def _ipv4(buf: bytes, off: int) -> Optional[tuple[str, str, int, int, int]]:
 _IPV6_EXT = {0, 43, 60}  # hop-by-hop, routing, destination options
 
 
-def _ipv6(buf: bytes, off: int) -> Optional[tuple[str, str, int, int, int]]:
+def _ipv6(buf: bytes, off: int) -> tuple[str, str, int, int, int] | None:
     if len(buf) < off + 40:
         return None
     plen = struct.unpack_from("!H", buf, off + 4)[0]
@@ -70,7 +69,7 @@ def _ipv6(buf: bytes, off: int) -> Optional[tuple[str, str, int, int, int]]:
     return src, dst, nxt, pos, end
 
 
-def _quoted(buf: bytes, off: int, end: int) -> Optional[Quoted]:
+def _quoted(buf: bytes, off: int, end: int) -> Quoted | None:
     """The datagram an ICMP error quotes (its IP header and at least 8 bytes of transport header)."""
     if off >= end:
         return None

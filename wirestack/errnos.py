@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import errno as _errno
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 HEADERS = ("/usr/include/asm-generic/errno-base.h", "/usr/include/asm-generic/errno.h")
 _DEFINE = re.compile(r"^#define\s+(E[A-Z0-9]+)\s+(\d+)\b")

@@ -8,8 +8,8 @@ statement, it is not made (no reply captured means "no reply was captured", not 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
 
 from . import errnos
 from .layers import is_transport
@@ -62,7 +62,7 @@ def explain(trace: Trace, alignment: Alignment) -> list[Finding]:
     return findings
 
 
-def _port(value: object) -> Optional[int]:
+def _port(value: object) -> int | None:
     if isinstance(value, int):
         return value
     if isinstance(value, str) and value.isdigit():
@@ -151,7 +151,7 @@ def _module(file: str) -> str:
     return os.path.basename(file) if not file.startswith("<") else file
 
 
-def propagation(exc: Optional[ExceptionInfo], calls: Sequence[Call], alignment: Alignment) -> list[Finding]:
+def propagation(exc: ExceptionInfo | None, calls: Sequence[Call], alignment: Alignment) -> list[Finding]:
     """How the errno became the exception that escaped, frame by frame."""
     if exc is None:
         return []
@@ -180,7 +180,8 @@ def propagation(exc: Optional[ExceptionInfo], calls: Sequence[Call], alignment: 
 
 
 def _all(exc: ExceptionInfo) -> list[ExceptionInfo]:
-    out, todo = [], [exc]
+    out: list[ExceptionInfo] = []
+    todo = [exc]
     while todo:
         e = todo.pop()
         if any(e is x for x in out):
@@ -190,11 +191,11 @@ def _all(exc: ExceptionInfo) -> list[ExceptionInfo]:
     return out
 
 
-def _wrapper_of(top: ExceptionInfo, inner: ExceptionInfo) -> Optional[ExceptionInfo]:
+def _wrapper_of(top: ExceptionInfo, inner: ExceptionInfo) -> ExceptionInfo | None:
     return next((e for e in _all(top) if e.cause is inner or e.context is inner), None)
 
 
-def _modules_above(exc: ExceptionInfo, where: Optional[object]) -> list[str]:
+def _modules_above(exc: ExceptionInfo, where: object | None) -> list[str]:
     """Library modules between the program's own frames and the transport frame that raised."""
     names: list[str] = []
     for f in exc.frames:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, Optional
 
 DEFAULT_DIR = "captures"
 
@@ -14,7 +14,7 @@ class OutputError(Exception):
     """An output file cannot be written; the message is one line for the user."""
 
 
-def invoking_user() -> Optional[tuple[int, int]]:
+def invoking_user() -> tuple[int, int] | None:
     """(uid, gid) of the user who ran sudo, when we are root under sudo."""
     if os.geteuid() != 0:
         return None
@@ -24,7 +24,7 @@ def invoking_user() -> Optional[tuple[int, int]]:
         return None
 
 
-def default_path(title: str, now: Optional[float] = None, folder: str = DEFAULT_DIR) -> Path:
+def default_path(title: str, now: float | None = None, folder: str = DEFAULT_DIR) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
     return Path(folder) / f"{title}-{stamp}.pcapng"
 

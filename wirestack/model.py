@@ -11,7 +11,7 @@ Times are nanoseconds since the epoch (CLOCK_REALTIME) on both sides: kernel pac
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 Addr = tuple[str, int]
 
@@ -32,8 +32,8 @@ class Packet:
     ack: int = 0
     length: int = 0  # bytes on the wire (the whole frame)
     payload: bytes = b""  # transport payload (TCP/UDP data, or the ICMP message body)
-    icmp: Optional[tuple[int, int]] = None  # (type, code)
-    quoted: Optional["Quoted"] = None  # the datagram an ICMP error quotes
+    icmp: tuple[int, int] | None = None  # (type, code)
+    quoted: Quoted | None = None  # the datagram an ICMP error quotes
     raw: bytes = field(default=b"", repr=False, compare=False)
 
     @property
@@ -77,10 +77,10 @@ class Call:
     socket: int = 0  # the probe's serial for the socket object (fds are reused, serials are not)
     family: str = ""  # "AF_INET", "AF_INET6", ...
     kind: str = ""  # "SOCK_STREAM", "SOCK_DGRAM", ...
-    errno: Optional[int] = None
+    errno: int | None = None
     error: str = ""  # "ConnectionRefusedError: [Errno 111] Connection refused"
-    local: Optional[Addr] = None
-    remote: Optional[Addr] = None
+    local: Addr | None = None
+    remote: Addr | None = None
     args: dict[str, Any] = field(default_factory=dict)  # what the call was asked (host, port, level, ...)
     result: Any = None  # bytes counts, getaddrinfo's addresses, SO_ERROR's value, ...
     pid: int = 0
@@ -97,17 +97,17 @@ class ExceptionInfo:
     type: str
     message: str
     frames: tuple[Frame, ...] = ()  # outermost first, as a traceback prints them
-    errno: Optional[int] = None
-    call: Optional[int] = None  # id of the socket call that raised this very exception object
-    cause: Optional["ExceptionInfo"] = None
-    context: Optional["ExceptionInfo"] = None
+    errno: int | None = None
+    call: int | None = None  # id of the socket call that raised this very exception object
+    cause: ExceptionInfo | None = None
+    context: ExceptionInfo | None = None
     suppress_context: bool = False
 
 
 @dataclass(frozen=True)
 class CaptureInfo:
     interface: str
-    file: Optional[str] = None
+    file: str | None = None
     packets: int = 0  # packets of the traced flows (those in the report and the file)
     seen: int = 0  # everything the capture read on the interface
     dropped: int = 0  # the kernel's drop counter for the capture socket
@@ -122,9 +122,9 @@ class Trace:
     client: str  # the client code, as a user would type it
     packets: tuple[Packet, ...]
     calls: tuple[Call, ...]
-    exception: Optional[ExceptionInfo]
+    exception: ExceptionInfo | None
     capture: CaptureInfo
     started_ns: int = 0
-    exit_code: Optional[int] = None
+    exit_code: int | None = None
     notes: tuple[str, ...] = ()  # facts about the run itself ("errno.h not found", ...)
     errno_defines: dict[int, str] = field(default_factory=dict)  # errno -> its "#define" line, where found

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import ipaddress
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Optional, Sequence
 
 from .model import Addr, Call, ExceptionInfo, Packet
 
@@ -45,7 +45,7 @@ class Pair:
     packet: int
     socket: int
     side: str  # "out": the packet left this socket; "in": it arrived at it
-    call: Optional[int]  # None: the kernel sent or took it with no call of the program involved
+    call: int | None  # None: the kernel sent or took it with no call of the program involved
     role: str  # "sent", "received" or "kernel"
 
 
@@ -72,7 +72,7 @@ class _Endpoint:
     socket: int
     proto: str
     local: Addr
-    remote: Optional[Addr]
+    remote: Addr | None
     birth: int  # start of the first call that showed this flow
 
 
@@ -94,7 +94,7 @@ def _proto_of(call: Call) -> str:
 
 def endpoints(calls: Iterable[Call]) -> list[_Endpoint]:
     """Every (socket, local, remote) flow that the calls reveal, with when it was first seen."""
-    seen: dict[tuple[int, Addr, Optional[Addr]], _Endpoint] = {}
+    seen: dict[tuple[int, Addr, Addr | None], _Endpoint] = {}
     for c in sorted(calls, key=lambda c: c.start_ns):
         proto = _proto_of(c)
         if not c.socket or not proto or not isinstance(c.local, tuple) or not c.local[1]:
@@ -128,7 +128,7 @@ def _matches(ep: _Endpoint, proto: str, local: Addr, remote: Addr) -> bool:
     return ep.remote[1] == remote[1] and _host_matches(ep.remote[0], remote[0])
 
 
-def _choose(cands: list[_Endpoint], t: int) -> Optional[_Endpoint]:
+def _choose(cands: list[_Endpoint], t: int) -> _Endpoint | None:
     """The socket that had this flow at time t: the latest born by then, else the next one born after."""
     before = [e for e in cands if e.birth <= t]
     if before:
@@ -153,7 +153,7 @@ def _tcp_connections(packets: Sequence[Packet]) -> dict[int, int]:
         key = frozenset({(p.src, p.sport), (p.dst, p.dport)})
         mine = conns[key]
         src = (p.src, p.sport)
-        chosen: Optional[list[object]] = None
+        chosen: list[object] | None = None
         if "S" in p.flags and "A" not in p.flags:
             chosen = next((c for c in reversed(mine) if c[1] == src and c[2] == p.seq), None)
             if chosen is None:
@@ -186,19 +186,20 @@ def _tcp_connections(packets: Sequence[Packet]) -> dict[int, int]:
     return out
 
 
-def _call_for(p: Packet, side: str, calls: Sequence[Call]) -> tuple[Optional[int], str]:
+def _call_for(p: Packet, side: str, calls: Sequence[Call]) -> tuple[int | None, str]:
     """Which of one socket's calls (sorted by start) sent or observed packet p."""
     t = p.time_ns
-    if side == "in" and ("R" in p.flags or p.icmp):
+    if side == "in" and ("R" in p.flags or p.quoted is not None):
         # An error packet is observed by the call that fails because of it: the one running when it came,
         # one that just ended (clock outliers), or the next one (a UDP recv learns of ICMP later).
         explained = _RST_ERRNOS if "R" in p.flags else _ICMP_ERRNOS
         failing = [c for c in calls if c.errno in explained]
-        for ok in (lambda c: c.start_ns <= t <= c.end_ns, lambda c: c.end_ns < t <= c.end_ns + TOLERANCE_NS,
-                   lambda c: c.start_ns > t):
-            hit = next((c for c in failing if ok(c)), None)
-            if hit is not None:
-                return hit.id, "received"
+        during = [c for c in failing if c.start_ns <= t <= c.end_ns]
+        just_before = [c for c in failing if c.end_ns < t <= c.end_ns + TOLERANCE_NS]
+        later = [c for c in failing if c.start_ns > t]
+        for hits in (during, just_before, later):
+            if hits:
+                return hits[0].id, "received"
     covering = [c for c in calls if c.start_ns <= t <= c.end_ns]
     if covering:
         wanted = _ops_for(p, side)
@@ -302,7 +303,7 @@ def exception_packets(exc: ExceptionInfo, alignment: Alignment) -> list[tuple[in
     return [alignment.packets_below(f.instance) for f in exc.frames]
 
 
-def origin_call(exc: Optional[ExceptionInfo], calls: Sequence[Call]) -> Optional[Call]:
+def origin_call(exc: ExceptionInfo | None, calls: Sequence[Call]) -> Call | None:
     """The socket call that raised this exception, or the one its chain (cause, then context) came from."""
     by_id = {c.id: c for c in calls}
     seen = set()
@@ -314,7 +315,7 @@ def origin_call(exc: Optional[ExceptionInfo], calls: Sequence[Call]) -> Optional
     return None
 
 
-def chain(exc: Optional[ExceptionInfo]) -> list[ExceptionInfo]:
+def chain(exc: ExceptionInfo | None) -> list[ExceptionInfo]:
     """The exceptions in the order Python prints them: the innermost cause or context first."""
     out: list[ExceptionInfo] = []
     while exc is not None and all(e is not exc for e in out):

@@ -10,7 +10,7 @@ Enhanced Packet Block per packet, each with one opt_comment per pairing ("sent b
 from __future__ import annotations
 
 import struct
-from typing import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from . import __version__, errnos
 from .model import Call, Packet

@@ -30,8 +30,9 @@ import sys
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from types import CodeType, FrameType, TracebackType
-from typing import Any, Callable, Optional
+from typing import Any
 
 _time_ns = time.time_ns
 _getframe = sys._getframe
@@ -52,7 +53,7 @@ class _Tag:
         self.n = n
 
     def __call__(self, frame: FrameType, event: str, arg: Any) -> Any:
-        tracer = sys.gettrace()
+        tracer: Any = sys.gettrace()
         return tracer(frame, event, arg) if tracer is not None else None
 
 
@@ -67,7 +68,7 @@ class Probe:
         self._ids = itertools.count(1)
         self._tags = itertools.count(1)
         self._serials = itertools.count(1)
-        self._sockets: "weakref.WeakKeyDictionary[Any, int]" = weakref.WeakKeyDictionary()
+        self._sockets: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
         self._stop_codes: set[int] = set()  # code objects of wirestack's own runner: the stack ends below them
         self._lock = threading.Lock()
         self._saved: list[tuple[Any, str, Any]] = []
@@ -91,7 +92,7 @@ class Probe:
 
     def _stack(self, depth: int) -> RawStack:
         out: RawStack = []
-        frame: Optional[FrameType] = _getframe(depth)
+        frame: FrameType | None = _getframe(depth)
         stop = self._stop_codes
         while frame is not None and id(frame.f_code) not in stop:
             out.append((self.frame_tag(frame), frame.f_code, frame.f_lineno))
@@ -107,8 +108,8 @@ class Probe:
 
     # -- recording -------------------------------------------------------------------------------------------
 
-    def record(self, op: str, sock: Any, start: int, end: int, *, exc: Optional[BaseException] = None,
-               local: Any = None, remote: Any = None, args: Optional[dict[str, Any]] = None,
+    def record(self, op: str, sock: Any, start: int, end: int, *, exc: BaseException | None = None,
+               local: Any = None, remote: Any = None, args: dict[str, Any] | None = None,
                result: Any = None, depth: int = 3) -> int:
         cid = next(self._ids)
         errno = error = None
@@ -169,7 +170,7 @@ class Probe:
 
     def _simple(self, op: str, orig: Callable[..., Any], *, args_of: Callable[..., dict[str, Any]],
                 result_of: Callable[[Any], Any] = lambda r: r, addresses: bool = False,
-                remote_of: Optional[Callable[..., Any]] = None, depth: int = 3) -> Callable[..., Any]:
+                remote_of: Callable[..., Any] | None = None, depth: int = 3) -> Callable[..., Any]:
         probe = self
 
         def wrapper(sock: Any, *a: Any, **kw: Any) -> Any:
@@ -193,7 +194,7 @@ class Probe:
         wrapper.__doc__ = getattr(orig, "__doc__", None)
         return wrapper
 
-    def _ends(self, sock: Any, a: tuple[Any, ...], remote_of: Optional[Callable[..., Any]], addresses: bool,
+    def _ends(self, sock: Any, a: tuple[Any, ...], remote_of: Callable[..., Any] | None, addresses: bool,
               r: Any = None) -> tuple[Any, Any]:
         """The socket's local and remote address, where the call could have changed or revealed them."""
         if not addresses:
@@ -219,7 +220,7 @@ class Probe:
 
         def connect_ex(sock: Any, addr: Any) -> int:
             start = _time_ns()
-            r = orig(sock, addr)  # connect_ex returns the errno instead of raising
+            r: int = orig(sock, addr)  # connect_ex returns the errno instead of raising
             end = _time_ns()
             local, remote = probe._ends(sock, (addr,), lambda a, _: a[0], True)
             exc = OSError(r, os.strerror(r)) if r else None
@@ -349,7 +350,7 @@ def frame_dict(instance: int, file: str, line: int, function: str) -> dict[str, 
 
 
 def exception_dict(exc: BaseException, probe: Probe, skip: Callable[[TracebackType], bool],
-                   seen: Optional[set[int]] = None) -> dict[str, Any]:
+                   seen: set[int] | None = None) -> dict[str, Any]:
     """An exception and its chain as plain data, frames outermost first; `skip` drops wirestack's own frames."""
     seen = seen if seen is not None else set()
     seen.add(id(exc))
@@ -362,7 +363,7 @@ def exception_dict(exc: BaseException, probe: Probe, skip: Callable[[TracebackTy
         tb = tb.tb_next
     err = getattr(exc, "errno", None)
 
-    def chained(e: Optional[BaseException]) -> Optional[dict[str, Any]]:
+    def chained(e: BaseException | None) -> dict[str, Any] | None:
         return exception_dict(e, probe, skip, seen) if e is not None and id(e) not in seen else None
 
     return {

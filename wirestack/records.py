@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from .model import Addr, Call, ExceptionInfo, Frame
 
 
-def _addr(value: Any) -> Optional[Addr]:
+def _addr(value: Any) -> Addr | None:
     if isinstance(value, (list, tuple)) and len(value) == 2 and isinstance(value[1], int):
         return (str(value[0]), value[1])
     return None
@@ -27,7 +27,7 @@ def call_from(d: dict[str, Any]) -> Call:
     )
 
 
-def exception_from(d: Optional[dict[str, Any]]) -> Optional[ExceptionInfo]:
+def exception_from(d: dict[str, Any] | None) -> ExceptionInfo | None:
     if not d:
         return None
     return ExceptionInfo(

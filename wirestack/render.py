@@ -8,14 +8,13 @@ errno's `#define`, and its packets. Then the other socket calls that touched the
 from __future__ import annotations
 
 from io import StringIO
-from typing import Optional
 
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from . import errnos
-from .explanation import duration, endpoint, flag_name
+from .explanation import duration, endpoint
 from .layers import KERNEL, layer_of
 from .model import Call, ExceptionInfo, Packet
 from .pairing import chain
@@ -39,7 +38,7 @@ def ids(packets: tuple[int, ...] | list[int]) -> str:
     return " ".join(f"#{p}" for p in packets)
 
 
-def address(addr: Optional[tuple[str, int]]) -> str:
+def address(addr: tuple[str, int] | None) -> str:
     return endpoint(*addr) if addr else "?"
 
 
@@ -65,7 +64,7 @@ def call_line(c: Call) -> str:
     elif c.op in ("send", "sendto", "sendmsg") and isinstance(c.result, int):
         outcome = f"{c.result} bytes"
     elif c.op == "getaddrinfo" and isinstance(c.result, list):
-        outcome = ", ".join(address(tuple(r[2])) for r in c.result if isinstance(r[2], list)) or "[]"  # type: ignore
+        outcome = ", ".join(endpoint(str(r[2][0]), int(r[2][1])) for r in c.result if isinstance(r[2], list)) or "[]"
     elif c.op == "getsockopt":
         outcome = f"SO_ERROR = {c.result}" + (f" ({errnos.name(c.result)})" if c.result else "")
     else:
@@ -73,7 +72,7 @@ def call_line(c: Call) -> str:
     return f"{c.op}({inside}) → {outcome}"
 
 
-def packet_row(p: Packet, t0: int, local: Optional[tuple[str, int]] = None) -> list[Text]:
+def packet_row(p: Packet, t0: int, local: tuple[str, int] | None = None) -> list[Text]:
     arrow = "←" if local and p.dport == local[1] and p.sport != local[1] else "→"
     if p.proto == "TCP":
         detail = f"{p.flags or '.':<3} seq={p.seq}" + (f" ack={p.ack}" if "A" in p.flags else "")
@@ -90,7 +89,7 @@ def packet_row(p: Packet, t0: int, local: Optional[tuple[str, int]] = None) -> l
             Text(p.proto), Text(detail, style="yellow" if "R" in p.flags else ""), Text(f"len={len(p.payload)}")]
 
 
-def _packet_table(report: Report, pids: tuple[int, ...], t0: int, local: Optional[tuple[str, int]]) -> Table:
+def _packet_table(report: Report, pids: tuple[int, ...], t0: int, local: tuple[str, int] | None) -> Table:
     table = Table.grid(padding=(0, 1))
     for _ in range(7):
         table.add_column(no_wrap=True)
@@ -115,7 +114,7 @@ def _kernel_block(report: Report, call: Call) -> RenderableType:
     return Group(*lines)
 
 
-def _exception_block(report: Report, exc: ExceptionInfo, origin: Optional[Call]) -> RenderableType:
+def _exception_block(report: Report, exc: ExceptionInfo, origin: Call | None) -> RenderableType:
     rows: list[RenderableType] = [Text("Traceback (most recent call last):")]
     for f in exc.frames:
         layer = layer_of(f.file)
@@ -133,7 +132,7 @@ def _exception_block(report: Report, exc: ExceptionInfo, origin: Optional[Call])
     return Group(*rows)
 
 
-def _other_calls(report: Report, origin: Optional[Call]) -> Optional[RenderableType]:
+def _other_calls(report: Report, origin: Call | None) -> RenderableType | None:
     shown = [c for c in report.trace.calls
              if c is not origin and (c.failed or report.alignment.packets_of_call(c.id))]
     if not shown:
@@ -173,8 +172,12 @@ def report_renderable(report: Report) -> RenderableType:
     if other is not None:
         parts += [Text(""), other]
     if report.findings:
-        parts += [Text(""), Text("What the wire shows", style="bold")]
-        parts += [Text.assemble("  • ", f.text) for f in report.findings]
+        bullets = Table.grid(padding=(0, 1))
+        bullets.add_column(no_wrap=True)
+        bullets.add_column(ratio=1)
+        for f in report.findings:
+            bullets.add_row("  •", f.text)
+        parts += [Text(""), Text("What the wire shows", style="bold"), bullets]
     for note in t.notes:
         parts.append(Text(f"note: {note}", style="dim"))
     return Group(*parts)
@@ -183,7 +186,7 @@ def report_renderable(report: Report) -> RenderableType:
 def _text(renderable: RenderableType, width: int = 200) -> str:
     console = Console(file=StringIO(), width=width, color_system=None, force_terminal=False, no_color=True)
     console.print(renderable)
-    return console.file.getvalue()  # type: ignore[attr-defined]
+    return str(console.file.getvalue())  # type: ignore[attr-defined]
 
 
 def render_text(report: Report, width: int = 100, color: bool = False) -> str:
@@ -191,4 +194,5 @@ def render_text(report: Report, width: int = 100, color: bool = False) -> str:
     console = Console(file=StringIO(), width=width, color_system="standard" if color else None,
                       force_terminal=color, no_color=not color, highlight=False, emoji=False)
     console.print(report_renderable(report))
-    return console.file.getvalue()  # type: ignore[attr-defined]
+    text = str(console.file.getvalue())  # type: ignore[attr-defined]
+    return "\n".join(line.rstrip() for line in text.splitlines()) + "\n"

@@ -17,7 +17,7 @@ JSON layout (schema 1; documented in README.md):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from . import __version__
 from .explanation import Finding, explain
@@ -35,7 +35,7 @@ class Report:
     findings: tuple[Finding, ...]
 
     @property
-    def origin(self) -> Optional[Call]:
+    def origin(self) -> Call | None:
         return origin_call(self.trace.exception, self.trace.calls)
 
     def packet(self, pid: int) -> Packet:
@@ -74,7 +74,7 @@ def _call(c: Call, alignment: Alignment) -> dict[str, Any]:
     }
 
 
-def _exception(e: Optional[ExceptionInfo], alignment: Alignment) -> Optional[dict[str, Any]]:
+def _exception(e: ExceptionInfo | None, alignment: Alignment) -> dict[str, Any] | None:
     if e is None:
         return None
     return {

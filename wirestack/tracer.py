@@ -80,7 +80,7 @@ def run_traced(client: Client, interface: str = "lo", timeout: float = 120.0) ->
     return trace
 
 
-def _pump(capture: Capture, child: "subprocess.Popen[bytes]", fd: int, records: list[dict[str, Any]],
+def _pump(capture: Capture, child: subprocess.Popen[bytes], fd: int, records: list[dict[str, Any]],
           timeout: float) -> None:
     buf = bytearray()
     deadline = time.monotonic() + timeout
@@ -117,7 +117,7 @@ def _read_rest(fd: int, records: list[dict[str, Any]]) -> None:
     records.extend(json.loads(line) for line in data.split(b"\n") if line.strip())
 
 
-def _end_child(child: "subprocess.Popen[bytes]") -> None:
+def _end_child(child: subprocess.Popen[bytes]) -> None:
     if child.poll() is None:
         child.terminate()
         try:
@@ -134,7 +134,7 @@ def build_trace(client: Client, capture: Capture, records: list[dict[str, Any]],
     notes = tuple(r["text"] for r in records if r.get("kind") == "note")
     frames = capture.frames
     decoded = [dissect(i + 1, t, d, capture.linktype, n)
-               for i, (t, n, d) in enumerate(zip(frames.times, frames.lengths, frames.data))]
+               for i, (t, n, d) in enumerate(zip(frames.times, frames.lengths, frames.data, strict=True))]
     kept = traced_packets(calls, decoded)
     packets = tuple(replace(p, id=i + 1) for i, p in enumerate(kept))  # ids = frame numbers
     exception = exception_from(exc_rec)

@@ -1,0 +1,83 @@
+"""The command line as a user meets it: bad input gets one line and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import wirestack
+
+
+def _one_line_error(done, code: int = 2) -> str:  # type: ignore[no-untyped-def]
+    assert done.returncode == code, (done.returncode, done.stdout, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("wirestack: "), done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+    return str(lines[0])
+
+
+@pytest.mark.parametrize("port, words", [("abc", "port must be a number"), ("0", "out of range"),
+                                         ("99999999999", "out of range"), ("-5", "port must be a number")])
+def test_bad_port(port: str, words: str, workdir: Path) -> None:
+    assert words in _one_line_error(wirestack("smtp", "--port", port))
+
+
+def test_unknown_command() -> None:
+    assert "invalid choice: 'smtpp'" in _one_line_error(wirestack("smtpp"))
+
+
+def test_unknown_option() -> None:
+    assert "unrecognized arguments: --frobnicate" in _one_line_error(wirestack("smtp", "--frobnicate"))
+
+
+def test_list_and_version() -> None:
+    done = wirestack("list")
+    assert done.returncode == 0 and done.stdout.startswith("smtp ")
+    assert wirestack("--version").stdout.startswith("wirestack ")
+
+
+def test_output_in_a_missing_folder(workdir: Path) -> None:
+    assert "folder nowhere does not exist" in _one_line_error(wirestack("smtp", "-w", "nowhere/x.pcapng"))
+    assert "folder nowhere does not exist" in _one_line_error(wirestack("smtp", "--json", "nowhere/x.json"))
+
+
+def test_existing_output_is_not_overwritten_without_force(workdir: Path) -> None:
+    (workdir / "x.pcapng").write_text("keep me")
+    assert "x.pcapng exists" in _one_line_error(wirestack("smtp", "-w", "x.pcapng"))
+    assert (workdir / "x.pcapng").read_text() == "keep me"
+
+
+@pytest.mark.capture
+def test_force_overwrites(workdir: Path) -> None:
+    (workdir / "x.pcapng").write_text("old")
+    done = wirestack("smtp", "-w", "x.pcapng", "--force")
+    assert done.returncode == 0, done.stderr
+    assert (workdir / "x.pcapng").read_bytes()[:4] == b"\x0a\x0d\x0d\x0a"
+
+
+@pytest.mark.capture
+def test_symlink_planted_as_output_is_refused(workdir: Path) -> None:
+    target = workdir / "victim"
+    target.write_text("secret")
+    (workdir / "trap.pcapng").symlink_to(target)
+    _one_line_error(wirestack("smtp", "-w", "trap.pcapng", "--force"))
+    assert target.read_text() == "secret"
+
+
+@pytest.mark.capture
+def test_unknown_interface(workdir: Path) -> None:
+    assert "no such interface: nosuch0" in _one_line_error(wirestack("smtp", "-i", "nosuch0", "--no-pcap"))
+
+
+@pytest.mark.capture
+def test_without_cap_net_raw_says_what_to_do(workdir: Path) -> None:
+    setpriv = shutil.which("setpriv")
+    assert setpriv, "setpriv (util-linux) is needed to drop CAP_NET_RAW"
+    import subprocess
+    import sys
+
+    done = subprocess.run([setpriv, "--bounding-set=-net_raw", "--inh-caps=-net_raw", sys.executable, "-m",
+                           "wirestack", "smtp", "--no-pcap"], capture_output=True, text=True, env=dict(os.environ))
+    assert "needs root or CAP_NET_RAW: run it with sudo" in _one_line_error(done)

@@ -81,3 +81,41 @@ def test_without_cap_net_raw_says_what_to_do(workdir: Path) -> None:
     done = subprocess.run([setpriv, "--bounding-set=-net_raw", "--inh-caps=-net_raw", sys.executable, "-m",
                            "wirestack", "smtp", "--no-pcap"], capture_output=True, text=True, env=dict(os.environ))
     assert "needs root or CAP_NET_RAW: run it with sudo" in _one_line_error(done)
+
+
+@pytest.mark.capture
+@pytest.mark.parametrize("sig, code", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_interrupted_run_still_writes_a_valid_capture(sig: str, code: int, workdir: Path) -> None:
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    # a peer that accepts but never sends the SMTP banner: smtplib waits until interrupted
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "wirestack", "smtp", "--port", str(port), "-w", "cut.pcapng",
+                             "--json", "cut.json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        conn, _ = server.accept()  # the client connected: the run is under way
+        time.sleep(0.3)
+        proc.send_signal(getattr(signal, sig))
+        out, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+        server.close()
+    assert proc.returncode == code, err
+    assert "interrupted" in err and "Traceback" not in err
+    tshark = shutil.which("tshark")
+    assert tshark
+    rows = subprocess.run([tshark, "-r", "cut.pcapng", "-T", "fields", "-e", "tcp.flags.str"], capture_output=True,
+                          text=True, check=True).stdout.split()
+    assert len(rows) >= 3  # at least the handshake was kept
+    import json
+
+    report = json.loads(Path("cut.json").read_text())
+    assert [p["flags"] for p in report["packets"]][:3] == ["S", "SA", "A"]
+    assert any(c["op"] == "connect" for c in report["calls"])

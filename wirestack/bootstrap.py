@@ -37,6 +37,8 @@ def run_source(probe: Probe, source: str, filename: str) -> tuple[int, dict[str,
         exec(code, namespace)
     except SystemExit as exc:
         return (exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)), None
+    except KeyboardInterrupt as exc:
+        return 130, exception_dict(exc, probe, ours)
     except BaseException as exc:
         return 1, exception_dict(exc, probe, ours)
     return 0, None

@@ -82,7 +82,7 @@ def _run_scenario(args: argparse.Namespace) -> int:
     from .capture import CaptureError
     from .files import OutputError, check_writable, default_path, write
     from .scenarios import catalogue
-    from .tracer import Interrupted, run_traced
+    from .tracer import Interrupted, run_traced, stop_on_signals
 
     scenario = catalogue()[args.command]
     pcap: Path | None = None
@@ -98,12 +98,14 @@ def _run_scenario(args: argparse.Namespace) -> int:
         return _fail(str(exc))
 
     code = 0
+    stop_on_signals()
     try:
         trace = run_traced(scenario.client(args.host, args.port), args.interface)
     except CaptureError as exc:
         return _fail(str(exc))
     except Interrupted as exc:
         trace, code = exc.trace, 128 + exc.signum
+        print(f"wirestack: interrupted: saving what was recorded ({len(trace.packets)} packets)", file=sys.stderr)
 
     from dataclasses import replace
 

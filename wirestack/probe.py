@@ -41,6 +41,7 @@ _ORIG_GETSOCKNAME = _socket.socket.getsockname
 _ORIG_GETPEERNAME = _socket.socket.getpeername
 
 EXC_ATTR = "_wirestack_call"
+FLUSH_NS = 50_000_000  # records reach wirestack within 50 ms of a call, or 512 calls, whichever comes first
 
 
 class _Tag:
@@ -73,6 +74,7 @@ class Probe:
         self._lock = threading.Lock()
         self._saved: list[tuple[Any, str, Any]] = []
         self.pid = os.getpid()
+        self._flushed = _time_ns()
 
     # -- stacks and identities -------------------------------------------------------------------------------
 
@@ -127,11 +129,12 @@ class Probe:
             family, kind = _enum_name(sock.family), _enum_name(sock.type)
         self._pending.append((cid, op, _current_thread().name, start, end, self._stack(depth), serial, family, kind,
                               errno, error, local, remote, args, result))
-        if len(self._pending) >= self._batch:
+        if len(self._pending) >= self._batch or end - self._flushed > FLUSH_NS:
             self.flush()
         return cid
 
     def flush(self) -> None:
+        self._flushed = _time_ns()
         with self._lock:
             pending, self._pending = self._pending, []
             if pending:

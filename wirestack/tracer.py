@@ -40,6 +40,22 @@ class Client:
     filename: str
 
 
+class Stop(BaseException):
+    """Raised in the main thread by SIGINT/SIGTERM (see `stop_on_signals`): end the run, keep what was recorded."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def stop_on_signals() -> None:
+    def handler(signum: int, _frame: object) -> None:
+        raise Stop(signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, handler)
+
+
 class Interrupted(Exception):
     """The run was interrupted (SIGINT/SIGTERM); `trace` holds what was recorded until then."""
 
@@ -65,8 +81,10 @@ def run_traced(client: Client, interface: str = "lo", timeout: float = 120.0) ->
         os.close(write_fd)
         try:
             _pump(capture, child, read_fd, records, timeout)
-        except KeyboardInterrupt:
-            signum = signal.SIGINT
+        except (KeyboardInterrupt, Stop) as stop:
+            signum = stop.signum if isinstance(stop, Stop) else signal.SIGINT
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not lose the capture
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
             _end_child(child)
             _read_rest(read_fd, records)
         finally:
@@ -118,13 +136,16 @@ def _read_rest(fd: int, records: list[dict[str, Any]]) -> None:
 
 
 def _end_child(child: subprocess.Popen[bytes]) -> None:
-    if child.poll() is None:
-        child.terminate()
+    """Stop the client the way a terminal would (SIGINT: it raises KeyboardInterrupt, and the probe writes
+    what it holds), then more firmly if it does not go."""
+    for sig, wait in ((signal.SIGINT, 2.0), (signal.SIGTERM, 1.0), (signal.SIGKILL, 5.0)):
+        if child.poll() is not None:
+            return
+        child.send_signal(sig)
         try:
-            child.wait(2)
+            child.wait(wait)
         except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
+            continue
 
 
 def build_trace(client: Client, capture: Capture, records: list[dict[str, Any]], started: int) -> Trace:

@@ -119,3 +119,33 @@ def test_interrupted_run_still_writes_a_valid_capture(sig: str, code: int, workd
     report = json.loads(Path("cut.json").read_text())
     assert [p["flags"] for p in report["packets"]][:3] == ["S", "SA", "A"]
     assert any(c["op"] == "connect" for c in report["calls"])
+
+
+@pytest.mark.capture
+@pytest.mark.parametrize("extra_env, extra_args, coloured", [({}, [], True), ({"NO_COLOR": "1"}, [], False),
+                                                               ({}, ["--no-color"], False)])
+def test_colour_on_a_terminal_unless_told_not_to(extra_env: dict[str, str], extra_args: list[str], coloured: bool,
+                                                 workdir: Path) -> None:
+    import pty
+    import subprocess
+    import sys
+
+    master, slave = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"} | extra_env | {"COLUMNS": "120"}
+    proc = subprocess.Popen([sys.executable, "-m", "wirestack", "smtp", "--no-pcap", *extra_args], stdout=slave,
+                            stderr=subprocess.PIPE, env=env)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(30)
+    os.close(master)
+    out = b"".join(chunks).decode()
+    assert "ConnectionRefusedError" in out
+    assert ("\x1b[" in out) is coloured

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,6 +35,12 @@ def _port(text: str) -> int:
     return value
 
 
+def _width(text: str) -> int:
+    if not text.isdigit() or not 40 <= int(text) <= 1000:
+        raise argparse.ArgumentTypeError(f"width must be a number of columns from 40 to 1000, not {text!r}")
+    return int(text)
+
+
 def _parser() -> argparse.ArgumentParser:
     from .scenarios import catalogue
 
@@ -52,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--json", metavar="FILE", help="write the report as JSON (- for standard output)")
         p.add_argument("--force", action="store_true", help="overwrite existing output files")
         p.add_argument("--no-color", action="store_true", help="no colours (also: NO_COLOR, or not a terminal)")
-        p.add_argument("--width", type=int, default=None, help="columns for the report")
+        p.add_argument("--width", type=_width, default=None, help="columns for the report")
     return parser
 
 
@@ -130,7 +137,7 @@ def _run_scenario(args: argparse.Namespace) -> int:
         from .render import render_text
 
         color = not args.no_color and "NO_COLOR" not in os.environ and sys.stdout.isatty()
-        width = args.width or (os.get_terminal_size().columns if sys.stdout.isatty() else 100)
+        width = args.width or (shutil.get_terminal_size((100, 24)).columns if sys.stdout.isatty() else 100)
         sys.stdout.write(render_text(report, width=width, color=color))
     if pcap is not None:
         print(f"wirestack: wrote {pcap}", file=sys.stderr)

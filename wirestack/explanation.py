@@ -52,6 +52,9 @@ def explain(trace: Trace, alignment: Alignment) -> list[Finding]:
         if call.op in CONNECTS:
             findings += handshake(call, [packets[i] for i in alignment.socket_packets.get(call.socket, ())])
     findings += propagation(trace.exception, trace.calls, alignment)
+    from .lessons import lessons  # lessons build on this module's helpers
+
+    findings += lessons(trace, alignment)
     if not trace.calls:
         findings.append(Finding("the program made no socket call: there is nothing on the wire to show"))
     elif not trace.packets:

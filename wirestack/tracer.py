@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -65,8 +66,14 @@ class Interrupted(Exception):
         self.signum = signum
 
 
-def run_traced(client: Client, interface: str = "lo", timeout: float = 120.0) -> Trace:
-    """Capture on `interface` while `client` runs under the probe; return everything recorded."""
+OnFrame = Callable[[int, bytes], None]
+
+
+def run_traced(client: Client, interface: str = "lo", timeout: float = 120.0,
+               on_frame: OnFrame | None = None) -> Trace:
+    """Capture on `interface` while `client` runs under the probe; return everything recorded.
+    `on_frame(time_ns, raw)` is called for each frame as it is captured (live progress); raw frames, all
+    traffic on the interface, so filter before showing."""
     capture = Capture(interface).open()
     started = time.time_ns()
     records: list[dict[str, Any]] = []
@@ -80,7 +87,7 @@ def run_traced(client: Client, interface: str = "lo", timeout: float = 120.0) ->
         )
         os.close(write_fd)
         try:
-            _pump(capture, child, read_fd, records, timeout)
+            _pump(capture, child, read_fd, records, timeout, on_frame)
         except (KeyboardInterrupt, Stop) as stop:
             signum = stop.signum if isinstance(stop, Stop) else signal.SIGINT
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not lose the capture
@@ -99,14 +106,18 @@ def run_traced(client: Client, interface: str = "lo", timeout: float = 120.0) ->
 
 
 def _pump(capture: Capture, child: subprocess.Popen[bytes], fd: int, records: list[dict[str, Any]],
-          timeout: float) -> None:
+          timeout: float, on_frame: OnFrame | None = None) -> None:
     buf = bytearray()
     deadline = time.monotonic() + timeout
     open_pipe = True
     while open_pipe or child.poll() is None:
         wait = [capture.fileno()] + ([fd] if open_pipe else [])
         ready, _, _ = select.select(wait, [], [], 0.05)
+        seen = len(capture.frames)
         capture.pump()
+        if on_frame is not None:
+            for i in range(seen, len(capture.frames)):
+                on_frame(capture.frames.times[i], capture.frames.data[i])
         if fd in ready:
             chunk = os.read(fd, 1 << 16)
             if not chunk:

@@ -151,3 +151,21 @@ def test_ipv4_mapped_and_wildcard_local_addresses_match() -> None:
     calls = [call(1, "connect", 0, 40, errno=111, local=("0.0.0.0", 40000), remote=("::ffff:127.0.0.1", 464))]
     a = align(calls, [tcp(1, 10, CLIENT, SERVER, "S", seq=1), tcp(2, 20, SERVER, CLIENT, "RA", ack=2)])
     assert a.packets_of_call(1) == (1, 2)
+
+
+def test_data_held_back_by_nagle_is_still_paired_with_the_write_that_wrote_it() -> None:
+    # send() returned at 30 µs; the kernel released the segment at 300 µs, while recv() was running
+    calls = [call(1, "send", 10, 30, args={"bytes": 5}), call(2, "recv", 40, 900, result=5)]
+    packets = [tcp(1, 300, CLIENT, SERVER, "PA", seq=1, ack=1, payload=b"hello"),
+               tcp(2, 800, SERVER, CLIENT, "PA", seq=1, ack=6, payload=b"world")]
+    a = align(calls, packets)
+    assert a.packets_of_call(1) == (1,) and a.packets_of_call(2) == (2,)
+
+
+def test_a_connection_handed_to_another_socket_object_follows_it() -> None:
+    # ssl.wrap_socket detaches the plain socket: the same connection continues under a new socket object
+    calls = [call(1, "connect", 0, 30, socket=1), call(2, "do_handshake", 100, 500, socket=2)]
+    packets = [tcp(1, 10, CLIENT, SERVER, "S", seq=1), tcp(2, 20, SERVER, CLIENT, "SA", seq=50, ack=2),
+               tcp(3, 150, CLIENT, SERVER, "PA", seq=2, ack=51, payload=b"\x16\x03\x01")]
+    a = align(calls, packets)
+    assert a.packets_of_call(1) == (1, 2) and a.packets_of_call(2) == (3,)

@@ -201,3 +201,55 @@ def _is_loopback(interface: str) -> bool:
 
 
 __all__ = ["Capture", "CaptureError", "Frames", "LINKTYPE_ETHERNET", "LINKTYPE_RAW"]
+
+
+# -- a capture in its own process (for `wirestack.trace()`, where the traced program is this process) -----------
+
+WORKER_BOOT = "import sys; sys.path.insert(0, {root!r}); from wirestack.capture import worker_main; worker_main()"
+_FRAME = struct.Struct("<qII")
+
+
+def worker_main() -> None:
+    """`python -c WORKER_BOOT IFACE`: capture until stdin closes, then write the frames to stdout.
+    Protocol: "ready\\n" or "error MESSAGE\\n" first; at the end a header line
+    "frames COUNT DROPPED LINKTYPE", then COUNT records of (time_ns, wirelen, caplen) + raw bytes."""
+    import sys
+
+    out = sys.stdout.buffer
+    try:
+        capture = Capture(sys.argv[1]).open()
+    except CaptureError as exc:
+        out.write(f"error {exc}\n".encode())
+        out.flush()
+        sys.exit(2)
+    out.write(b"ready\n")
+    out.flush()
+    stdin = sys.stdin.buffer.fileno()
+    while True:
+        ready, _, _ = select.select([capture.fileno(), stdin], [], [], 0.5)
+        capture.pump()
+        if stdin in ready and not os.read(stdin, 4096):
+            break
+    capture.stop()
+    frames = capture.frames
+    out.write(f"frames {len(frames)} {capture.dropped} {capture.linktype}\n".encode())
+    for t, n, d in zip(frames.times, frames.lengths, frames.data, strict=True):
+        out.write(_FRAME.pack(t, n, len(d)) + d)
+    out.flush()
+
+
+def read_worker_frames(data: bytes, interface: str) -> Capture:
+    """The frames a worker wrote, as a stopped `Capture` (what `tracer.build_trace` reads)."""
+    head, _, body = data.partition(b"\n")
+    _, count, dropped, linktype = head.split()
+    capture = Capture(interface)
+    capture.dropped, capture.linktype = int(dropped), int(linktype)
+    pos = 0
+    for _ in range(int(count)):
+        t, n, size = _FRAME.unpack_from(body, pos)
+        pos += _FRAME.size
+        capture.frames.times.append(t)
+        capture.frames.lengths.append(n)
+        capture.frames.data.append(bytes(body[pos : pos + size]))
+        pos += size
+    return capture

@@ -9,7 +9,7 @@ import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from . import __version__
 
@@ -41,6 +41,19 @@ def _width(text: str) -> int:
     return int(text)
 
 
+def _output_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-i", "--interface", default="lo", help="interface to capture on (default lo)")
+    p.add_argument("-w", "--write", metavar="FILE", help="pcapng file (default captures/NAME-TIME.pcapng)")
+    p.add_argument("--no-pcap", action="store_true", help="do not write a pcapng file")
+    p.add_argument("--json", metavar="FILE", help="write the report as JSON (- for standard output)")
+    p.add_argument("--force", action="store_true", help="overwrite existing output files")
+    p.add_argument("--no-color", action="store_true", help="no colours (also: NO_COLOR, or not a terminal)")
+    p.add_argument("--width", type=_width, default=None, help="columns for the report")
+
+
+RUN_USAGE = "wirestack run [OPTIONS] (SCRIPT | -m MODULE | -c CODE) [ARGS...]"
+
+
 def _parser() -> argparse.ArgumentParser:
     from .scenarios import catalogue
 
@@ -49,18 +62,40 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"wirestack {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.add_parser("list", help="list the scenarios")
+    run = sub.add_parser("run", help="run a Python program traced and captured", usage=RUN_USAGE,
+                         description="Run a Python program as `python` would (argv, __main__, stdio, exit status), "
+                         "with its socket calls recorded and its packets captured. The report goes to stderr.")
+    _output_options(run)
+    run.add_argument("--as-root", action="store_true", help="under sudo, run the program as root (default: as the "
+                     "invoking user)")
+    run.add_argument("--python", metavar="PATH", default=None, help="interpreter for the program (default: "
+                     "wirestack's own)")
+    run.add_argument("--timeout", type=float, default=None, metavar="SECONDS", help="stop the program after this")
     for scenario in catalogue().values():
         p = sub.add_parser(scenario.name, help=scenario.lesson, description=scenario.lesson)
         p.add_argument("--host", default=None, help=f"host to connect to (default {scenario.default_host})")
         p.add_argument("--port", type=_port, default=None, help=f"port (default {scenario.default_port})")
-        p.add_argument("-i", "--interface", default="lo", help="interface to capture on (default lo)")
-        p.add_argument("-w", "--write", metavar="FILE", help="pcapng file (default captures/NAME-TIME.pcapng)")
-        p.add_argument("--no-pcap", action="store_true", help="do not write a pcapng file")
-        p.add_argument("--json", metavar="FILE", help="write the report as JSON (- for standard output)")
-        p.add_argument("--force", action="store_true", help="overwrite existing output files")
-        p.add_argument("--no-color", action="store_true", help="no colours (also: NO_COLOR, or not a terminal)")
-        p.add_argument("--width", type=_width, default=None, help="columns for the report")
+        _output_options(p)
     return parser
+
+
+_VALUED = {"-i", "--interface", "-w", "--write", "--json", "--width", "--python", "--timeout"}
+
+
+def split_run_argv(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Split `run`'s arguments into wirestack's options and the program (`SCRIPT ARGS`, `-m MOD ARGS`,
+    `-c CODE ARGS`): everything from the program on belongs to the program, as with python itself."""
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a in ("-m", "-c"):
+            return list(argv[:i]), list(argv[i:])
+        if a == "--":
+            return list(argv[:i]), list(argv[i + 1:])
+        if not a.startswith("-") or a == "-":
+            return list(argv[:i]), list(argv[i:])
+        i += 2 if a in _VALUED else 1
+    return list(argv), []
 
 
 def _fail(message: str, code: int = EXIT_USAGE) -> int:
@@ -69,6 +104,11 @@ def _fail(message: str, code: int = EXIT_USAGE) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    program: list[str] = []
+    if argv[:1] == ["run"]:
+        options, program = split_run_argv(argv[1:])
+        argv = ["run", *options]
     try:
         args = _parser().parse_args(argv)
     except UsageError as exc:
@@ -82,19 +122,54 @@ def main(argv: Sequence[str] | None = None) -> int:
         for s in catalogue().values():
             print(f"{s.name:<10} {s.lesson}")
         return 0
+    if args.command == "run":
+        return _run_program(args, program)
     return _run_scenario(args)
 
 
 def _run_scenario(args: argparse.Namespace) -> int:
-    from .capture import CaptureError
-    from .files import OutputError, check_writable, default_path, write
     from .scenarios import catalogue
-    from .tracer import Interrupted, run_traced, stop_on_signals
 
     scenario = catalogue()[args.command]
+    return _execute(args, scenario.client(args.host, args.port), scenario.name)
+
+
+def _run_program(args: argparse.Namespace, program: list[str]) -> int:
+    from .files import invoking_user
+    from .tracer import Client
+
+    if not program or program[0] in ("-m", "-c") and len(program) < 2:
+        return _fail(f"run needs a program: {RUN_USAGE}")
+    if program[0] in ("-m", "-c"):
+        mode, target, rest = {"-m": "module", "-c": "command"}[program[0]], program[1], program[2:]
+        stem = target.rsplit(".", 1)[-1] if mode == "module" else "command"
+    else:
+        mode, target, rest = "script", program[0], program[1:]
+        if not os.path.isfile(target):
+            return _fail(f"can't open file {target!r}: no such file")
+        stem = Path(target).stem
+    python = args.python or sys.executable
+    if args.python and not shutil.which(args.python):
+        return _fail(f"no such interpreter: {args.python}")
+    if args.timeout is not None and args.timeout <= 0:
+        return _fail("--timeout must be a positive number of seconds")
+    client = Client(f"run {stem}", mode=mode, target=target, args=tuple(rest), isolated=False, quiet=False,
+                    python=shutil.which(python) or python)
+    user = None if args.as_root else invoking_user()
+    return _execute(args, client, stem, user=user, timeout=args.timeout, program=True)
+
+
+def _execute(args: argparse.Namespace, client: Any, name: str, *, user: tuple[int, int] | None = None,
+             timeout: float | None = 120.0, program: bool = False) -> int:
+    """Trace `client`, then write the pcapng and JSON and show the report. For a program (`run`), the report
+    goes to stderr (stdout is the program's) and wirestack exits with the program's status."""
+    from .capture import CaptureError
+    from .files import OutputError, check_writable, default_path, write
+    from .tracer import Interrupted, ProgramError, run_traced, stop_on_signals
+
     pcap: Path | None = None
     if not args.no_pcap:
-        pcap = Path(args.write) if args.write else default_path(scenario.name)
+        pcap = Path(args.write) if args.write else default_path(name)
     json_path = Path(args.json) if args.json and args.json != "-" else None
     try:
         for path in (p for p in (pcap, json_path) if p is not None):
@@ -107,12 +182,14 @@ def _run_scenario(args: argparse.Namespace) -> int:
     code = 0
     stop_on_signals()
     try:
-        trace = run_traced(scenario.client(args.host, args.port), args.interface)
-    except CaptureError as exc:
+        trace = run_traced(client, args.interface, timeout=timeout, user=user)
+    except (CaptureError, ProgramError) as exc:
         return _fail(str(exc))
     except Interrupted as exc:
         trace, code = exc.trace, 128 + exc.signum
         print(f"wirestack: interrupted: saving what was recorded ({len(trace.packets)} packets)", file=sys.stderr)
+    if program and not code and trace.exit_code is not None:
+        code = trace.exit_code if trace.exit_code >= 0 else 128 - trace.exit_code
 
     from dataclasses import replace
 
@@ -136,9 +213,12 @@ def _run_scenario(args: argparse.Namespace) -> int:
     else:
         from .render import render_text
 
-        color = not args.no_color and "NO_COLOR" not in os.environ and sys.stdout.isatty()
-        width = args.width or (shutil.get_terminal_size((100, 24)).columns if sys.stdout.isatty() else 100)
-        sys.stdout.write(render_text(report, width=width, color=color))
+        out = sys.stderr if program else sys.stdout
+        tty = out.isatty()
+        color = not args.no_color and "NO_COLOR" not in os.environ and tty
+        width = args.width or (shutil.get_terminal_size((100, 24)).columns if tty else 100)
+        out.write(render_text(report, width=width, color=color))
+        out.flush()
     if pcap is not None:
         print(f"wirestack: wrote {pcap}", file=sys.stderr)
     return code

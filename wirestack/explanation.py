@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from . import errnos
 from .layers import is_transport
 from .model import Call, ExceptionInfo, Packet, Trace
-from .pairing import CONNECTS, Alignment, chain, origin_call
+from .pairing import CONNECTS, Alignment, find_origin, linked
 
 
 @dataclass(frozen=True)
@@ -158,16 +158,15 @@ def propagation(exc: ExceptionInfo | None, calls: Sequence[Call], alignment: Ali
     """How the errno became the exception that escaped, frame by frame."""
     if exc is None:
         return []
-    origin = origin_call(exc, calls)
+    origin, how = find_origin(exc, calls)
     if origin is None:
         return [_not_from_a_call(exc, calls)]
-    raised = next(e for e in chain(exc) + _all(exc) if e.call == origin.id)
+    if how == "errno":
+        return _errno_source(exc, origin, calls, alignment)
+    raised = next(e for e in linked(exc) if e.call == origin.id)
     where = next((f for f in reversed(raised.frames) if is_transport(f.file)), raised.frames[-1] if raised.frames
                  else None)
-    name = errnos.name(origin.errno) if origin.errno is not None else ""
-    what = f"{origin.op}() failed with {name} ({origin.errno})" if origin.errno is not None else \
-        f"{origin.op}() failed"
-    text = what
+    text = _failed(origin)
     if where is not None:
         text += f"; {_module(where.file)} raised it as {raised.type}"
     if raised is exc:
@@ -182,20 +181,40 @@ def propagation(exc: ExceptionInfo | None, calls: Sequence[Call], alignment: Ali
     return [Finding(text, alignment.packets_of_call(origin.id))]
 
 
-def _all(exc: ExceptionInfo) -> list[ExceptionInfo]:
-    out: list[ExceptionInfo] = []
-    todo = [exc]
-    while todo:
-        e = todo.pop()
-        if any(e is x for x in out):
-            continue
-        out.append(e)
-        todo += [x for x in (e.cause, e.context) if x is not None]
-    return out
+def _failed(call: Call) -> str:
+    if call.errno is None:
+        return f"{call.op}() failed"
+    return f"{call.op}() {'reported' if call.op == 'getsockopt' else 'failed with'} {errnos.name(call.errno)} " \
+           f"({call.errno})"
+
+
+def _errno_source(exc: ExceptionInfo, origin: Call, calls: Sequence[Call], alignment: Alignment) -> list[Finding]:
+    """No socket call raised the exception: say which call reported its errno, and how that errno got there."""
+    made = next(e for e in linked(exc) if e.errno == origin.errno)
+    inner = made.frames[-1] if made.frames else None
+    where = f"{_module(inner.file)} ({inner.function})" if inner else "the program"
+    found = [Finding(f"{made.type} was not raised by a socket call: {where} made it from errno {origin.errno} "
+                     f"({errnos.name(origin.errno or 0)}), which {origin.op}() on socket {origin.socket} reported",
+                     alignment.packets_of_call(origin.id))]
+    started = [c for c in calls if c.socket == origin.socket and c.op in CONNECTS and c.errno in (115, 114)
+               and c.end_ns <= origin.start_ns]
+    if started:
+        connect = started[0]
+        sent, answer = alignment.packets_of_call(connect.id), alignment.packets_of_call(origin.id)
+        text = (f"the errno came later than the SYN: {connect.op}() returned EINPROGRESS ({connect.errno}) at once "
+                "(a non-blocking socket)")
+        if sent:
+            text += f", the SYN (#{sent[0]}) left during it"
+        text += f"; {duration(origin.start_ns - connect.end_ns)} later getsockopt(SO_ERROR) read " \
+                f"{errnos.name(origin.errno or 0)}"
+        if answer:
+            text += f", set by the answer #{answer[0]}"
+        found.append(Finding(text, sent + answer))
+    return found
 
 
 def _wrapper_of(top: ExceptionInfo, inner: ExceptionInfo) -> ExceptionInfo | None:
-    return next((e for e in _all(top) if e.cause is inner or e.context is inner), None)
+    return next((e for e in linked(top) if e.cause is inner or e.context is inner), None)
 
 
 def _modules_above(exc: ExceptionInfo, where: object | None) -> list[str]:

@@ -31,8 +31,9 @@ from .model import Addr, Call, ExceptionInfo, Packet
 
 TOLERANCE_NS = 100_000_000  # 100 ms
 
-SENDS = {"send", "sendall", "sendto", "sendmsg"}
-RECVS = {"recv", "recv_into", "recvfrom", "recvfrom_into", "recvmsg"}
+SENDS = {"send", "sendall", "sendto", "sendmsg", "write"}  # write, read: ssl.SSLSocket's
+RECVS = {"recv", "recv_into", "recvfrom", "recvfrom_into", "recvmsg", "read"}
+NAGLE_NS = 1_000_000_000  # data can wait in the kernel (Nagle, cork) for the ACK of what went before
 CONNECTS = {"connect", "connect_ex"}
 CLOSES = {"close", "shutdown"}
 # errnos an incoming packet can explain: RST -> refused/reset/broken pipe; ICMP -> refused/unreachable
@@ -136,6 +137,19 @@ def _choose(cands: list[_Endpoint], t: int) -> _Endpoint | None:
     return min(cands, key=lambda e: e.birth) if cands else None
 
 
+def _owner(cands: list[_Endpoint], t0: int, t1: int | None, t: int) -> _Endpoint | None:
+    """The socket object that handled a packet at time t of a connection that began at t0 (the next one on this
+    4-tuple begins at t1). One connection can pass from socket object to socket object (ssl's wrap_socket
+    detaches the plain socket; fromfd, dup): the latest one to take it over by time t."""
+    first = _choose(cands, t0)
+    if first is None:
+        return None
+    nxt = _choose(cands, t1) if t1 is not None else None  # the socket that opened the next connection
+    limit = nxt.birth if nxt is not None and nxt is not first else None
+    heirs = [e for e in cands if first.birth < e.birth <= t and (limit is None or e.birth < limit)]
+    return max(heirs, key=lambda e: e.birth) if heirs else first
+
+
 def _tcp_connections(packets: Sequence[Packet]) -> dict[int, int]:
     """Packet id -> connection number, grouping each TCP 4-tuple's packets by the SYN they belong to."""
     out: dict[int, int] = {}
@@ -200,6 +214,17 @@ def _call_for(p: Packet, side: str, calls: Sequence[Call]) -> tuple[int | None, 
         for hits in (during, just_before, later):
             if hits:
                 return hits[0].id, "received"
+    if side == "out" and p.payload:
+        # Data leaves when the kernel lets it (Nagle may hold it until an ACK comes): it was written by the
+        # latest write-type call, even if another call (a recv) is running by then.
+        writes = [c for c in calls if c.op in SENDS and c.start_ns <= t <= c.end_ns + NAGLE_NS]
+        if writes:
+            return writes[-1].id, "sent"
+    if side == "in" and p.payload and p.proto == "TCP":
+        # Data is observed by the read that takes it: the one running, or the next one.
+        reads = [c for c in calls if c.op in RECVS and c.end_ns >= t]
+        if reads:
+            return reads[0].id, "received"
     covering = [c for c in calls if c.start_ns <= t <= c.end_ns]
     if covering:
         wanted = _ops_for(p, side)
@@ -264,14 +289,21 @@ def align(calls: Sequence[Call], packets: Sequence[Packet]) -> Alignment:
     ordered = sorted(packets, key=lambda p: (p.time_ns, p.id))
     conn_of = _tcp_connections(ordered)
     conn_start: dict[int, int] = {}
+    starts_by_tuple: dict[frozenset[Addr], list[int]] = defaultdict(list)
     for p in ordered:
-        conn_start.setdefault(conn_of.get(p.id, -p.id), p.time_ns)
+        conn = conn_of.get(p.id, -p.id)
+        if conn not in conn_start:
+            conn_start[conn] = p.time_ns
+            if conn > 0:
+                starts_by_tuple[frozenset({(p.src, p.sport), (p.dst, p.dport)})].append(p.time_ns)
 
     pairs: list[Pair] = []
     for p in ordered:
         t0 = conn_start[conn_of.get(p.id, -p.id)]  # TCP: when its connection began; else the packet itself
+        later = [t for t in starts_by_tuple.get(frozenset({(p.src, p.sport), (p.dst, p.dport)}), ()) if t > t0]
+        t1 = later[0] if later else None
         for side, cands in _sides(p, eps):
-            ep = _choose(cands, t0)
+            ep = _owner(cands, t0, t1, p.time_ns)
             if ep is None:
                 continue
             call, role = _call_for(p, side, by_socket[ep.socket])
@@ -303,16 +335,42 @@ def exception_packets(exc: ExceptionInfo, alignment: Alignment) -> list[tuple[in
     return [alignment.packets_below(f.instance) for f in exc.frames]
 
 
-def origin_call(exc: ExceptionInfo | None, calls: Sequence[Call]) -> Call | None:
-    """The socket call that raised this exception, or the one its chain (cause, then context) came from."""
+def linked(exc: ExceptionInfo) -> list[ExceptionInfo]:
+    """The exception, then everything chained to it (causes and contexts), each once."""
+    out: list[ExceptionInfo] = []
+    todo = [exc]
+    while todo:
+        e = todo.pop(0)
+        if all(e is not x for x in out):
+            out.append(e)
+            todo += [x for x in (e.cause, e.context) if x is not None]
+    return out
+
+
+def find_origin(exc: ExceptionInfo | None, calls: Sequence[Call]) -> tuple[Call | None, str]:
+    """The socket call an exception came from, and how we know: "raised" (that call raised this very exception
+    object, or one chained to it), "errno" (nobody's call raised it, e.g. asyncio builds its own OSError from
+    getsockopt(SO_ERROR): the latest call that reported the same errno, preferring calls made below the
+    exception's frames), or "" when there is none."""
+    if exc is None:
+        return None, ""
     by_id = {c.id: c for c in calls}
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if exc.call is not None and exc.call in by_id:
-            return by_id[exc.call]
-        exc = exc.cause or exc.context
-    return None
+    family = linked(exc)
+    for e in family:
+        if e.call is not None and e.call in by_id:
+            return by_id[e.call], "raised"
+    for e in family:
+        if e.errno:
+            same = [c for c in calls if c.errno == e.errno and c.op != "getaddrinfo"]
+            mine = {f.instance for f in e.frames}
+            below = [c for c in same if any(f.instance in mine for f in c.frames)]
+            if below or same:
+                return (below or same)[-1], "errno"
+    return None, ""
+
+
+def origin_call(exc: ExceptionInfo | None, calls: Sequence[Call]) -> Call | None:
+    return find_origin(exc, calls)[0]
 
 
 def chain(exc: ExceptionInfo | None) -> list[ExceptionInfo]:

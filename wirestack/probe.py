@@ -31,7 +31,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from types import CodeType, FrameType, TracebackType
+from types import CodeType, FrameType
 from typing import Any
 
 _time_ns = time.time_ns
@@ -41,6 +41,7 @@ _ORIG_GETSOCKNAME = _socket.socket.getsockname
 _ORIG_GETPEERNAME = _socket.socket.getpeername
 
 EXC_ATTR = "_wirestack_call"
+_WAITS = {11, 115, 114}  # EAGAIN, EINPROGRESS, EALREADY
 FLUSH_NS = 50_000_000  # records reach wirestack within 50 ms of a call, or 512 calls, whichever comes first
 
 
@@ -70,17 +71,35 @@ class Probe:
         self._tags = itertools.count(1)
         self._serials = itertools.count(1)
         self._sockets: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
-        self._stop_codes: set[int] = set()  # code objects of wirestack's own runner: the stack ends below them
+        self._hidden_files: set[str] = {__file__}
+        self._hidden_tags: set[int] = set()  # the runner's own frames (wirestack's bootstrap)
         self._lock = threading.Lock()
         self._saved: list[tuple[Any, str, Any]] = []
         self.pid = os.getpid()
         self._flushed = _time_ns()
 
+    def after_fork(self) -> None:
+        """In a forked child: keep recording, under the child's pid, with ids that cannot clash."""
+        self.pid = os.getpid()
+        self._pending = []
+        self._lock = threading.Lock()
+        base = self.pid << 32
+        self._ids, self._tags, self._serials = (itertools.count(base + 1) for _ in range(3))
+
     # -- stacks and identities -------------------------------------------------------------------------------
 
-    def stop_at(self, code: CodeType) -> None:
-        """Frames running `code` (and everything above them) are wirestack's, not the program's."""
-        self._stop_codes.add(id(code))
+    def hide_frames(self, frame: FrameType | None) -> None:
+        """`frame` and its callers are wirestack's runner, not the program: leave them out of stacks."""
+        while frame is not None:
+            self._hidden_tags.add(self.frame_tag(frame))
+            frame = frame.f_back
+
+    def hide_files(self, *files: str) -> None:
+        """Outer frames from these files (runpy) are the runner's too."""
+        self._hidden_files.update(files)
+
+    def is_hidden(self, frame: FrameType) -> bool:
+        return frame.f_code.co_filename in self._hidden_files or self.frame_tag(frame) in self._hidden_tags
 
     def frame_tag(self, frame: FrameType) -> int:
         tag = frame.f_trace
@@ -95,10 +114,12 @@ class Probe:
     def _stack(self, depth: int) -> RawStack:
         out: RawStack = []
         frame: FrameType | None = _getframe(depth)
-        stop = self._stop_codes
-        while frame is not None and id(frame.f_code) not in stop:
+        while frame is not None:
             out.append((self.frame_tag(frame), frame.f_code, frame.f_lineno))
             frame = frame.f_back
+        files, tags = self._hidden_files, self._hidden_tags
+        while out and (out[-1][0] in tags or out[-1][1].co_filename in files):
+            out.pop()
         return out
 
     def serial(self, sock: Any) -> int:
@@ -112,9 +133,13 @@ class Probe:
 
     def record(self, op: str, sock: Any, start: int, end: int, *, exc: BaseException | None = None,
                local: Any = None, remote: Any = None, args: dict[str, Any] | None = None,
-               result: Any = None, depth: int = 3) -> int:
+               result: Any = None, depth: int = 3, reported: int = 0) -> int:
+        """Record one call. `exc`: what it raised; `reported`: an errno it returned without raising
+        (connect_ex, getsockopt(SO_ERROR))."""
         cid = next(self._ids)
         errno = error = None
+        if reported:
+            errno, error = reported, f"{errno_name(reported)}: {os.strerror(reported)}"
         if exc is not None:
             err = getattr(exc, "errno", None)
             errno = err if isinstance(err, int) else None
@@ -129,7 +154,10 @@ class Probe:
             family, kind = _enum_name(sock.family), _enum_name(sock.type)
         self._pending.append((cid, op, _current_thread().name, start, end, self._stack(depth), serial, family, kind,
                               errno, error, local, remote, args, result))
-        if len(self._pending) >= self._batch or end - self._flushed > FLUSH_NS:
+        # A failure is flushed at once (the program may be killed next); the waits of non-blocking sockets
+        # (EAGAIN, EINPROGRESS) are not failures and ride with the batch.
+        if (len(self._pending) >= self._batch or end - self._flushed > FLUSH_NS
+                or (errno not in _WAITS and error is not None)):
             self.flush()
         return cid
 
@@ -159,8 +187,55 @@ class Probe:
                      "__init__"):
             self._patch(cls, name, getattr(self, "_w_" + name.strip("_"))(getattr(cls, name)))
         self._patch(socket, "getaddrinfo", self._w_getaddrinfo(socket.getaddrinfo))
+        self._finders = [_when_imported("ssl", self._patch_ssl), _when_imported("subprocess", self._patch_subprocess)]
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self.after_fork)
+        self._patch(os, "_exit", self._w_exit(os._exit))
+
+    def _w_exit(self, orig: Callable[[int], Any]) -> Callable[[int], Any]:
+        probe = self
+
+        def _exit(code: int) -> Any:  # forked children (multiprocessing too) leave through os._exit: no atexit
+            try:
+                probe.flush()
+            except Exception:
+                pass
+            return orig(code)
+
+        return _exit
+
+    def _patch_ssl(self, ssl: Any) -> None:
+        """TLS: the SSLSocket operations that put records on the wire (send/recv/sendall go through these)."""
+        cls = ssl.SSLSocket
+        self._patch(cls, "do_handshake", self._simple("do_handshake", cls.do_handshake, args_of=lambda *a: {},
+                                                      addresses=True, result_of=lambda r: None))
+        self._patch(cls, "read", self._simple("read", cls.read, args_of=lambda n=1024, buf=None: {"bufsize": n},
+                                              result_of=lambda r: r if isinstance(r, int) else len(r)))
+        self._patch(cls, "write", self._simple("write", cls.write, args_of=lambda data: {"bytes": len(data)}))
+        self._patch(cls, "send", self._simple("send", cls.send, args_of=lambda data, flags=0: {"bytes": len(data)}))
+        self._patch(cls, "unwrap", self._simple("unwrap", cls.unwrap, args_of=lambda: {}, result_of=lambda r: None))
+
+    def _patch_subprocess(self, subprocess: Any) -> None:
+        """Child processes are not traced (unless forked): record that they were started, and what."""
+        probe = self
+        orig = subprocess.Popen.__init__
+
+        def __init__(popen: Any, args: Any, *a: Any, **kw: Any) -> None:
+            start = _time_ns()
+            argv = [str(x) for x in args] if isinstance(args, (list, tuple)) else str(args)
+            try:
+                orig(popen, args, *a, **kw)
+            except BaseException as exc:
+                probe.record("spawn", None, start, _time_ns(), exc=exc, args={"argv": argv})
+                raise
+            probe.record("spawn", None, start, _time_ns(), args={"argv": argv}, result=popen.pid)
+
+        self._patch(subprocess.Popen, "__init__", __init__)
 
     def uninstall(self) -> None:
+        for finder in getattr(self, "_finders", ()):
+            if finder in sys.meta_path:
+                sys.meta_path.remove(finder)
         for owner, name, orig in reversed(self._saved):
             setattr(owner, name, orig)
         self._saved.clear()
@@ -226,9 +301,8 @@ class Probe:
             r: int = orig(sock, addr)  # connect_ex returns the errno instead of raising
             end = _time_ns()
             local, remote = probe._ends(sock, (addr,), lambda a, _: a[0], True)
-            exc = OSError(r, os.strerror(r)) if r else None
-            probe.record("connect_ex", sock, start, end, exc=exc, local=local, remote=remote,
-                         args={"address": addr}, result=r)
+            probe.record("connect_ex", sock, start, end, local=local, remote=remote, args={"address": addr},
+                         result=r, reported=r)
             return r
 
         return connect_ex
@@ -267,14 +341,17 @@ class Probe:
         return self._simple("shutdown", orig, args_of=lambda how: {"how": how}, result_of=lambda r: None)
 
     def _w_getsockopt(self, orig: Callable[..., Any]) -> Callable[..., Any]:
-        recorded = self._simple("getsockopt", orig, args_of=lambda level, opt, *b: {"level": level, "option": opt},
-                                depth=4)
+        probe = self
 
         def getsockopt(sock: Any, level: int, opt: int, *rest: Any) -> Any:
             # Only SO_ERROR matters here: it is how a non-blocking connect learns its errno.
-            if level == socket.SOL_SOCKET and opt == socket.SO_ERROR and not rest:
-                return recorded(sock, level, opt)
-            return orig(sock, level, opt, *rest)
+            if level != socket.SOL_SOCKET or opt != socket.SO_ERROR or rest:
+                return orig(sock, level, opt, *rest)
+            start = _time_ns()
+            r = orig(sock, level, opt)
+            probe.record("getsockopt", sock, start, _time_ns(), args={"option": "SO_ERROR"}, result=r,
+                         reported=r if isinstance(r, int) else 0)
+            return r
 
         return getsockopt
 
@@ -352,7 +429,7 @@ def frame_dict(instance: int, file: str, line: int, function: str) -> dict[str, 
             "instance": instance}
 
 
-def exception_dict(exc: BaseException, probe: Probe, skip: Callable[[TracebackType], bool],
+def exception_dict(exc: BaseException, probe: Probe, skip: Callable[[FrameType], bool],
                    seen: set[int] | None = None) -> dict[str, Any]:
     """An exception and its chain as plain data, frames outermost first; `skip` drops wirestack's own frames."""
     seen = seen if seen is not None else set()
@@ -360,7 +437,7 @@ def exception_dict(exc: BaseException, probe: Probe, skip: Callable[[TracebackTy
     frames = []
     tb = exc.__traceback__
     while tb is not None:
-        if not skip(tb) and tb.tb_frame.f_code.co_filename != __file__:  # the probe's wrappers are invisible
+        if not skip(tb.tb_frame):  # the runner's frames and the probe's wrappers are invisible
             code = tb.tb_frame.f_code
             frames.append(frame_dict(probe.frame_tag(tb.tb_frame), code.co_filename, tb.tb_lineno, code.co_name))
         tb = tb.tb_next
@@ -388,6 +465,12 @@ def _exc_line(exc: BaseException) -> str:
     return f"{exc_type_name(exc)}: {text}" if text else exc_type_name(exc)
 
 
+def errno_name(number: int) -> str:
+    import errno
+
+    return errno.errorcode.get(number, f"errno {number}")
+
+
 def _enum_name(value: Any) -> str:
     return getattr(value, "name", None) or str(value)
 
@@ -413,13 +496,50 @@ def _jsonable(value: Any) -> Any:
     return repr(value)
 
 
-def fd_sink(fd: int) -> Callable[[list[dict[str, Any]]], None]:
-    """A sink writing JSON lines to a file descriptor (the pipe back to wirestack)."""
+def dir_sink(folder: str) -> Callable[[list[dict[str, Any]]], None]:
+    """A sink appending JSON lines to FOLDER/PID.jsonl: one file per process, so forked children (which
+    inherit the probe) never interleave with their parent."""
+    fds: dict[int, int] = {}
 
     def sink(records: list[dict[str, Any]]) -> None:
+        pid = os.getpid()
+        if pid not in fds:
+            fds.clear()  # a forked child must not write to its parent's file
+            fds[pid] = os.open(os.path.join(folder, f"{pid}.jsonl"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         data = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records).encode()
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fds[pid], view):]
 
     return sink
+
+
+def _when_imported(name: str, patch: Callable[[Any], None]) -> Any:
+    """Run `patch(module)` now if `name` is imported, else right after it is (without importing it ourselves:
+    the probe must not slow down programs that never use it)."""
+    if name in sys.modules:
+        patch(sys.modules[name])
+        return None
+
+    class Finder:
+        @staticmethod
+        def find_spec(fullname: str, path: Any = None, target: Any = None) -> Any:
+            if fullname != name:
+                return None
+            sys.meta_path.remove(Finder)
+            import importlib.util
+
+            spec = importlib.util.find_spec(fullname)
+            if spec is None or spec.loader is None:
+                return spec
+            loader, exec_module = spec.loader, spec.loader.exec_module
+
+            def patched_exec(module: Any) -> None:
+                exec_module(module)
+                patch(module)
+
+            loader.exec_module = patched_exec  # type: ignore[method-assign]
+            return spec
+
+    sys.meta_path.insert(0, Finder)
+    return Finder

@@ -7,6 +7,7 @@ errno's `#define`, and its packets. Then the other socket calls that touched the
 
 from __future__ import annotations
 
+import signal
 from io import StringIO
 
 from rich.console import Console, Group, RenderableType
@@ -16,7 +17,7 @@ from rich.text import Text
 from . import errnos
 from .explanation import duration, endpoint
 from .layers import KERNEL, layer_of
-from .model import Call, ExceptionInfo, Packet
+from .model import Call, ExceptionInfo, Frame, Packet
 from .pairing import chain
 from .report import Report
 
@@ -132,43 +133,92 @@ def _exception_block(report: Report, exc: ExceptionInfo, origin: Call | None) ->
     return Group(*rows)
 
 
-def _other_calls(report: Report, origin: Call | None) -> RenderableType | None:
-    shown = [c for c in report.trace.calls
-             if c is not origin and (c.failed or report.alignment.packets_of_call(c.id))]
+WAITS = {11, 114, 115}  # EAGAIN, EALREADY, EINPROGRESS: a non-blocking socket waiting, not failing
+
+
+def _stack_lines(frames: tuple[Frame, ...]) -> list[RenderableType]:
+    rows: list[RenderableType] = []
+    for f in frames:
+        rows.append(Text(f'  File "{f.file}", line {f.line}, in {f.function}'))
+        layer = layer_of(f.file)
+        line = Table.grid(padding=(0, 2), expand=True)
+        line.add_column(ratio=1, overflow="ellipsis", no_wrap=True)
+        line.add_column(no_wrap=True, justify="right")
+        line.add_row(Text(f"    {f.code}"), Text(layer, style=_LAYER_STYLE.get(layer, "")))
+        rows.append(line)
+    return rows
+
+
+def _failed_calls(report: Report, shown: Call | None) -> list[RenderableType]:
+    """Every failed call the traceback does not already show: its stack, the syscall and its packets."""
+    failed = [c for c in report.trace.calls if c.failed and c.errno not in WAITS and c is not shown
+              and c.op != "spawn"]
+    parts: list[RenderableType] = []
+    for c in failed:
+        pid = f", pid {c.pid}" if c.pid and report.trace.calls and c.pid != report.trace.calls[0].pid else ""
+        parts += [Text(""), Text(f"{c.op}() failed (call {c.id}, thread {c.thread}{pid}), made from:", style="bold")]
+        parts += _stack_lines(c.frames)
+        parts.append(_kernel_block(report, c))
+    return parts
+
+
+def _other_calls(report: Report, skip: set[int]) -> RenderableType | None:
+    shown = [c for c in report.trace.calls if c.id not in skip and report.alignment.packets_of_call(c.id)]
     if not shown:
         return None
-    table = Table(title="Socket calls", title_justify="left", box=None, padding=(0, 1), show_header=True,
-                  header_style="bold")
+    table = Table(title="Other socket calls that touched the wire", title_justify="left", box=None, padding=(0, 1),
+                  show_header=True, header_style="bold")
     for name in ("call", "thread", "at", "packets"):
         table.add_column(name)
     for c in shown:
         where = c.frames[-1] if c.frames else None
-        table.add_row(Text(call_line(c), style="red" if c.failed else ""), c.thread,
+        table.add_row(Text(call_line(c)), c.thread,
                       f"{where.file.rsplit('/', 1)[-1]}:{where.line} {where.function}" if where else "",
                       ids(report.alignment.packets_of_call(c.id)))
     return table
 
 
+def exit_line(code: int | None) -> str | None:
+    if code is None:
+        return None
+    if code < 0:
+        try:
+            name = f" ({signal.Signals(-code).name})"
+        except ValueError:
+            name = ""
+        return f"the program was killed by signal {-code}{name}"
+    return f"the program exited with status {code}"
+
+
 def report_renderable(report: Report) -> RenderableType:
     t = report.trace
     cap = t.capture
+    head = t.client.strip().splitlines()[-1] if t.client else ""
     parts: list[RenderableType] = [
-        Text.assemble((f"wirestack {t.title}", "bold"), ": ", t.client.strip().splitlines()[-1] if t.client else ""),
+        Text.assemble((f"wirestack {t.title}", "bold"), ": ", head),
         Text(f"captured on {cap.interface}: {cap.packets} packets of the program's flows "
              f"({cap.seen} seen, {cap.dropped} dropped by the kernel)", style="dim"),
-        Text(""),
     ]
+    status = exit_line(t.exit_code)
+    usual = 1 if t.exception is not None else 0  # what python exits with anyway: not worth a line
+    if status and t.exit_code != usual:
+        parts.append(Text(status, style="dim"))
+    parts.append(Text(""))
     origin = report.origin
+    in_traceback: Call | None = None
     if t.exception is not None:
         exceptions = chain(t.exception)
         for i, e in enumerate(exceptions):
             if i:
-                nxt = exceptions[i]
-                parts += [Text(""), Text(_CAUSE if nxt.cause is exceptions[i - 1] else _CONTEXT), Text("")]
+                parts += [Text(""), Text(_CAUSE if e.cause is exceptions[i - 1] else _CONTEXT), Text("")]
             parts.append(_exception_block(report, e, origin))
+        if origin is not None and any(e.call == origin.id for e in exceptions):
+            in_traceback = origin
     else:
-        parts.append(Text(f"no exception escaped (exit code {t.exit_code})"))
-    other = _other_calls(report, origin)
+        parts.append(Text("no exception escaped"))
+    parts += _failed_calls(report, in_traceback)
+    skip = {c.id for c in t.calls if c.failed and c.errno not in WAITS}
+    other = _other_calls(report, skip)
     if other is not None:
         parts += [Text(""), other]
     if report.findings:

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import select
+import shlex
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -24,21 +27,64 @@ from typing import Any
 from . import errnos
 from .capture import Capture
 from .dissect import dissect
-from .model import CaptureInfo, Trace
+from .model import Call, CaptureInfo, ExceptionInfo, Trace
 from .pairing import traced_packets
 from .records import call_from, exception_from
 
-PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
-_BOOT = "import sys; sys.path.insert(0, {root!r}); from wirestack.bootstrap import main; main()"
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+# The child's first code: read the spec (with the probe's source) from an inherited pipe, load the probe as
+# `_wirestack_probe`, hand over to bootstrap.main. The program needs no access to wirestack's files.
+BOOT = """\
+import os, sys, json, types
+def _wirestack_boot():
+    fd, data = int(sys.argv[1]), b""
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        data += chunk
+    os.close(fd)
+    spec = json.loads(data)
+    pkg = types.ModuleType("_wirestack_probe")
+    pkg.__path__ = []
+    sys.modules[pkg.__name__] = pkg
+    for name in ("probe", "bootstrap"):
+        mod = types.ModuleType("_wirestack_probe." + name)
+        mod.__file__, mod.__package__ = "<wirestack " + name + ">", "_wirestack_probe"
+        sys.modules[mod.__name__] = mod
+        exec(compile(spec["modules"][name], mod.__file__, "exec"), mod.__dict__)
+    sys.modules["_wirestack_probe.bootstrap"].main(spec)
+_wirestack_boot()
+"""
 
 
 @dataclass(frozen=True)
 class Client:
-    """What to run: client code as a user would type it, and the name tracebacks show for it."""
+    """What to run. Scenarios give client code (`source`, shown in tracebacks as `filename`) and run isolated
+    (`python -I -S`); `wirestack run` gives a script, module or command with its arguments."""
 
     title: str
-    source: str
-    filename: str
+    source: str = ""
+    filename: str = ""
+    mode: str = "source"  # "source", "script", "module" or "command"
+    target: str = ""
+    args: tuple[str, ...] = ()
+    isolated: bool = True
+    quiet: bool = True  # don't print the traceback (the report shows it)
+    python: str = sys.executable
+
+    @property
+    def shown(self) -> str:
+        """The client as a user would type it."""
+        if self.mode == "source":
+            return self.source
+        head = {"script": [], "module": ["-m"], "command": ["-c"]}[self.mode]
+        return " ".join(shlex.quote(a) for a in ["python", *head, self.target, *self.args])
+
+
+class ProgramError(Exception):
+    """The program could not start (missing module...); the message is one line for the user."""
 
 
 class Stop(BaseException):
@@ -69,81 +115,117 @@ class Interrupted(Exception):
 OnFrame = Callable[[int, bytes], None]
 
 
-def run_traced(client: Client, interface: str = "lo", timeout: float = 120.0,
-               on_frame: OnFrame | None = None) -> Trace:
+def run_traced(client: Client, interface: str = "lo", timeout: float | None = 120.0,
+               on_frame: OnFrame | None = None, user: tuple[int, int] | None = None) -> Trace:
     """Capture on `interface` while `client` runs under the probe; return everything recorded.
-    `on_frame(time_ns, raw)` is called for each frame as it is captured (live progress); raw frames, all
-    traffic on the interface, so filter before showing."""
+    `on_frame(time_ns, raw)` is called for each frame as it is captured (live progress; all traffic on the
+    interface, so filter before showing). `user` (uid, gid): run the client as that user."""
     capture = Capture(interface).open()
     started = time.time_ns()
-    records: list[dict[str, Any]] = []
-    signum = 0
-    try:
-        read_fd, write_fd = os.pipe()
-        spec = json.dumps({"fd": write_fd, "source": client.source, "filename": client.filename})
-        child = subprocess.Popen(
-            [sys.executable, "-I", "-S", "-c", _BOOT.format(root=PACKAGE_ROOT), spec],
-            pass_fds=[write_fd], stdin=subprocess.DEVNULL,
-        )
-        os.close(write_fd)
+    signum, returncode, timed_out, pid = 0, None, False, 0
+    with tempfile.TemporaryDirectory(prefix="wirestack-") as folder:
         try:
-            _pump(capture, child, read_fd, records, timeout, on_frame)
-        except (KeyboardInterrupt, Stop) as stop:
-            signum = stop.signum if isinstance(stop, Stop) else signal.SIGINT
-            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not lose the capture
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            _end_child(child)
-            _read_rest(read_fd, records)
+            if user is not None:
+                os.chown(folder, *user)
+            child = _spawn(client, folder, user)
+            pid = child.pid
+            try:
+                timed_out = _pump(capture, child, timeout, on_frame)
+            except (KeyboardInterrupt, Stop) as stop:
+                signum = stop.signum if isinstance(stop, Stop) else signal.SIGINT
+                signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not lose the capture
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+                _end_child(child)
+            returncode = child.poll()
+            capture.stop()
         finally:
-            os.close(read_fd)
-        capture.stop()
-    finally:
-        capture.close()
-    trace = build_trace(client, capture, records, started)
+            capture.close()
+        records = _read_records(folder)
+    error = next((r["text"] for r in records if r.get("kind") == "error"), None)
+    if error:
+        raise ProgramError(error)
+    if timed_out:
+        records.append({"kind": "note", "text": f"the client was stopped after {timeout:g} s"})
+    trace = build_trace(client, capture, records, started, returncode, pid)
     if signum:
         raise Interrupted(trace, signum)
     return trace
 
 
-def _pump(capture: Capture, child: subprocess.Popen[bytes], fd: int, records: list[dict[str, Any]],
-          timeout: float, on_frame: OnFrame | None = None) -> None:
-    buf = bytearray()
-    deadline = time.monotonic() + timeout
-    open_pipe = True
-    while open_pipe or child.poll() is None:
-        wait = [capture.fileno()] + ([fd] if open_pipe else [])
-        ready, _, _ = select.select(wait, [], [], 0.05)
+def _spawn(client: Client, folder: str, user: tuple[int, int] | None) -> subprocess.Popen[bytes]:
+    spec = {
+        "records": folder, "mode": client.mode, "target": client.target, "args": list(client.args),
+        "source": client.source, "filename": client.filename, "quiet": client.quiet,
+        "modules": {name: (PACKAGE_DIR / f"{name}.py").read_text() for name in ("probe", "bootstrap")},
+    }
+    read_fd, write_fd = os.pipe()
+    flags = ["-I", "-S"] if client.isolated else []
+    kwargs: dict[str, Any] = {}
+    if user is not None:
+        kwargs = {"user": user[0], "group": user[1], "extra_groups": _groups(user), "env": _user_env(user[0])}
+    try:
+        child = subprocess.Popen([client.python, *flags, "-c", BOOT, str(read_fd)], pass_fds=[read_fd],
+                                 stdin=subprocess.DEVNULL if client.quiet else None, **kwargs)
+    except PermissionError:
+        who = f"user {user[0]}" if user else "this user"
+        raise ProgramError(f"{who} cannot run {client.python}: install wirestack where that user can read it, "
+                           "or use --as-root") from None
+    except OSError as exc:
+        raise ProgramError(f"cannot start {client.python}: {exc.strerror}") from None
+    finally:
+        os.close(read_fd)
+    with os.fdopen(write_fd, "wb") as pipe:  # well under the pipe's buffer is not guaranteed: write, then close
+        pipe.write(json.dumps(spec).encode())
+    return child
+
+
+def _groups(user: tuple[int, int]) -> list[int]:
+    try:
+        name = pwd.getpwuid(user[0]).pw_name
+        return os.getgrouplist(name, user[1])
+    except KeyError:
+        return [user[1]]
+
+
+def _user_env(uid: int) -> dict[str, str]:
+    env = dict(os.environ)
+    try:
+        entry = pwd.getpwuid(uid)
+    except KeyError:
+        return env
+    env.update(HOME=entry.pw_dir, USER=entry.pw_name, LOGNAME=entry.pw_name)
+    return env
+
+
+def _pump(capture: Capture, child: subprocess.Popen[bytes], timeout: float | None,
+          on_frame: OnFrame | None = None) -> bool:
+    """Capture while the child runs; True if it had to be stopped at the deadline."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while child.poll() is None:
+        select.select([capture.fileno()], [], [], 0.05)
         seen = len(capture.frames)
         capture.pump()
         if on_frame is not None:
             for i in range(seen, len(capture.frames)):
                 on_frame(capture.frames.times[i], capture.frames.data[i])
-        if fd in ready:
-            chunk = os.read(fd, 1 << 16)
-            if not chunk:
-                open_pipe = False
-            buf += chunk
-            *lines, rest = buf.split(b"\n")
-            records.extend(json.loads(line) for line in lines if line)
-            buf = bytearray(rest)
-        if time.monotonic() > deadline:
+        if deadline is not None and time.monotonic() > deadline:
             _end_child(child)
-            records.append({"kind": "note", "text": f"the client was stopped after {timeout:.0f} s"})
-            _read_rest(fd, records)
-            return
+            return True
+    return False
 
 
-def _read_rest(fd: int, records: list[dict[str, Any]]) -> None:
-    data = b""
-    while True:
-        try:
-            chunk = os.read(fd, 1 << 16)
-        except OSError:
-            break
-        if not chunk:
-            break
-        data += chunk
-    records.extend(json.loads(line) for line in data.split(b"\n") if line.strip())
+def _read_records(folder: str) -> list[dict[str, Any]]:
+    records: list[dict[str, Any]] = []
+    for name in sorted(os.listdir(folder)):
+        if not name.endswith(".jsonl"):
+            continue
+        with open(os.path.join(folder, name), "rb") as f:
+            for line in f:
+                try:
+                    records.append(json.loads(line))
+                except ValueError:
+                    continue  # a line cut short by a killed process
+    return records
 
 
 def _end_child(child: subprocess.Popen[bytes]) -> None:
@@ -159,18 +241,54 @@ def _end_child(child: subprocess.Popen[bytes]) -> None:
             continue
 
 
-def build_trace(client: Client, capture: Capture, records: list[dict[str, Any]], started: int) -> Trace:
-    calls = tuple(call_from(r) for r in records if r.get("kind") == "call")
-    exc_rec = next((r for r in records if r.get("kind") == "exception"), None)
-    exit_rec = next((r for r in records if r.get("kind") == "exit"), None)
-    notes = tuple(r["text"] for r in records if r.get("kind") == "note")
+def build_trace(client: Client, capture: Capture, records: list[dict[str, Any]], started: int,
+                returncode: int | None = None, pid: int = 0) -> Trace:
+    """Records of every traced process, and the captured frames, as one Trace. Call ids are renumbered in
+    time order (1, 2, ...) and sockets in order of appearance; packet ids are frame numbers in the file."""
+    raw_calls = sorted((r for r in records if r.get("kind") == "call"), key=lambda r: (r["start_ns"], r["id"]))
+    new_id = {r["id"]: i + 1 for i, r in enumerate(raw_calls)}
+    sockets: dict[int, int] = {}
+    for r in raw_calls:
+        if r.get("socket"):
+            sockets.setdefault(r["socket"], len(sockets) + 1)
+    calls = tuple(replace(call_from(r), id=new_id[r["id"]], socket=sockets.get(r.get("socket") or 0, 0))
+                  for r in raw_calls)
+    raised = [r for r in records if r.get("kind") == "exception"]
+    exc_rec = next((r for r in raised if r.get("pid") == pid), raised[0] if raised else None)
+    exception = _renumber(exception_from(exc_rec), new_id)
+    notes = [r["text"] for r in records if r.get("kind") == "note"] + _process_notes(calls, pid)
     frames = capture.frames
     decoded = [dissect(i + 1, t, d, capture.linktype, n)
                for i, (t, n, d) in enumerate(zip(frames.times, frames.lengths, frames.data, strict=True))]
     kept = traced_packets(calls, decoded)
     packets = tuple(replace(p, id=i + 1) for i, p in enumerate(kept))  # ids = frame numbers
-    exception = exception_from(exc_rec)
     numbers = {c.errno for c in calls if c.errno} | ({exception.errno} if exception and exception.errno else set())
     info = CaptureInfo(capture.interface, None, len(packets), len(frames), capture.dropped, capture.linktype)
-    return Trace(client.title, client.source, packets, calls, exception, info, started,
-                 exit_rec["code"] if exit_rec else None, notes, errnos.header_defines(n for n in numbers if n))
+    return Trace(client.title, client.shown, packets, calls, exception, info, started, returncode, tuple(notes),
+                 errnos.header_defines(n for n in numbers if n))
+
+
+def _renumber(exc: ExceptionInfo | None, new_id: dict[int, int]) -> ExceptionInfo | None:
+    if exc is None:
+        return None
+    return replace(exc, call=new_id.get(exc.call) if exc.call is not None else None,
+                   cause=_renumber(exc.cause, new_id), context=_renumber(exc.context, new_id))
+
+
+def _process_notes(calls: tuple[Call, ...], pid: int) -> list[str]:
+    """Which processes were traced, and which were started but not traced."""
+    notes = []
+    forked = sorted({c.pid for c in calls if c.pid and c.pid != pid})
+    if forked:
+        notes.append(f"forked process{'es' if len(forked) > 1 else ''} {', '.join(map(str, forked))} inherited the "
+                     "probe and were traced")
+    for c in calls:
+        if c.op == "spawn":
+            argv = c.args.get("argv")
+            shown = " ".join(argv) if isinstance(argv, list) else str(argv)
+            if c.failed:
+                notes.append(f"the program failed to start `{shown}`: {c.error}")
+            else:
+                notes.append(f"child process {c.result} (`{shown}`) was not traced: its socket calls are not "
+                             "recorded and its packets are left out")
+    return notes

@@ -48,6 +48,8 @@ def call_line(c: Call) -> str:
     target = c.args.get("address")
     if c.op == "getaddrinfo":
         inside = f"{c.args.get('host')!r}, {c.args.get('port')!r}"
+    elif c.op == "getsockopt":
+        inside = str(c.args.get("option", ""))
     elif isinstance(target, list) and len(target) == 2:
         inside = endpoint(str(target[0]), int(target[1]))
     elif "bytes" in c.args:
@@ -73,8 +75,13 @@ def call_line(c: Call) -> str:
     return f"{c.op}({inside}) → {outcome}"
 
 
-def packet_row(p: Packet, t0: int, local: tuple[str, int] | None = None) -> list[Text]:
-    arrow = "←" if local and p.dport == local[1] and p.sport != local[1] else "→"
+def offset(ns: int) -> str:
+    """+14 µs after, or -230 µs before, the reference time."""
+    return ("+" if ns >= 0 else "-") + duration(abs(ns))
+
+
+def packet_row(p: Packet, t0: int, incoming: bool = False) -> list[Text]:
+    arrow = "←" if incoming else "→"
     if p.proto == "TCP":
         detail = f"{p.flags or '.':<3} seq={p.seq}" + (f" ack={p.ack}" if "A" in p.flags else "")
     elif p.icmp:
@@ -84,18 +91,19 @@ def packet_row(p: Packet, t0: int, local: tuple[str, int] | None = None) -> list
                       f"{endpoint(p.quoted.dst, p.quoted.dport)}"
     else:
         detail = ""
-    return [Text(f"#{p.id}", style="bold"), Text(f"+{duration(p.time_ns - t0)}", justify="right"), Text(arrow),
+    return [Text(f"#{p.id}", style="bold"), Text(offset(p.time_ns - t0), justify="right"), Text(arrow),
             Text(f"{endpoint(p.src, p.sport)} → {endpoint(p.dst, p.dport)}" if p.sport or p.dport
                  else f"{p.src} → {p.dst}"),
             Text(p.proto), Text(detail, style="yellow" if "R" in p.flags else ""), Text(f"len={len(p.payload)}")]
 
 
-def _packet_table(report: Report, pids: tuple[int, ...], t0: int, local: tuple[str, int] | None) -> Table:
+def _packet_table(report: Report, pids: tuple[int, ...], t0: int, call: Call) -> Table:
     table = Table.grid(padding=(0, 1))
     for _ in range(7):
         table.add_column(no_wrap=True)
     for pid in pids[:MAX_PACKETS_SHOWN]:
-        table.add_row(*packet_row(report.packet(pid), t0, local))
+        incoming = any(x.side == "in" and x.call == call.id for x in report.alignment.pairs_of(pid))
+        table.add_row(*packet_row(report.packet(pid), t0, incoming))
     if len(pids) > MAX_PACKETS_SHOWN:
         table.add_row(Text(f"… {len(pids) - MAX_PACKETS_SHOWN} more", style="dim"), *[Text("")] * 6)
     return table
@@ -108,7 +116,7 @@ def _kernel_block(report: Report, call: Call) -> RenderableType:
         lines.append(Text("          " + report.trace.errno_defines[call.errno], style="dim"))
     pids = report.alignment.packets_of_call(call.id)
     if pids:
-        table = _packet_table(report, pids, call.start_ns, call.local)
+        table = _packet_table(report, pids, call.start_ns, call)
         lines.append(Group(*[Text("          " + line) for line in _text(table).splitlines()]))
     else:
         lines.append(Text("          no packet of this call was captured", style="dim"))

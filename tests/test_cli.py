@@ -121,7 +121,8 @@ def test_interrupted_run_still_writes_a_valid_capture(sig: str, code: int, workd
     assert any(c["op"] == "connect" for c in report["calls"])
     from wirestack import tracefs
 
-    assert tracefs.instances() == []  # the kernel layer's tracefs instances are gone too
+    # the kernel layer's tracefs instance is gone too (others' runs may be under way: only dead owners count)
+    assert [n for n in tracefs.instances() if not Path(f"/proc/{n.split('-')[1]}").exists()] == []
 
 
 @pytest.mark.capture

@@ -50,6 +50,7 @@ def _output_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-color", action="store_true", help="no colours (also: NO_COLOR, or not a terminal)")
     p.add_argument("--width", type=_width, default=None, help="columns for the report")
     p.add_argument("--no-kernel", action="store_true", help="do not record the kernel's tracepoints")
+    p.add_argument("--all", action="store_true", help="show every failed call and packet, even in a large run")
 
 
 RUN_USAGE = "wirestack run [OPTIONS] (SCRIPT | -m MODULE | -c CODE) [ARGS...]"
@@ -195,7 +196,7 @@ def _execute(args: argparse.Namespace, client: Any, name: str, *, user: tuple[in
 
     from dataclasses import replace
 
-    from .report import build_report, to_json
+    from .report import build_report
 
     if pcap is not None:
         trace = replace(trace, capture=replace(trace.capture, file=str(pcap)))
@@ -206,12 +207,12 @@ def _execute(args: argparse.Namespace, client: Any, name: str, *, user: tuple[in
 
             write(pcap, blocks(report), force=args.force, create_folder=not args.write)
         if json_path is not None:
-            write(json_path, [json.dumps(to_json(report), indent=2).encode() + b"\n"], force=args.force)
+            write(json_path, [_json(report).encode()], force=args.force)
     except OutputError as exc:
         return _fail(str(exc))
 
     if args.json == "-":
-        sys.stdout.write(json.dumps(to_json(report), indent=2) + "\n")
+        sys.stdout.write(_json(report))
     else:
         from .render import render_text
 
@@ -219,11 +220,19 @@ def _execute(args: argparse.Namespace, client: Any, name: str, *, user: tuple[in
         tty = out.isatty()
         color = not args.no_color and "NO_COLOR" not in os.environ and tty
         width = args.width or (shutil.get_terminal_size((100, 24)).columns if tty else 100)
-        out.write(render_text(report, width=width, color=color))
+        out.write(render_text(report, width=width, color=color, show_all=args.all))
         out.flush()
     if pcap is not None:
         print(f"wirestack: wrote {pcap}", file=sys.stderr)
     return code
+
+
+def _json(report: Any) -> str:
+    """The report as JSON: indented when small; compact when large (the indenting encoder is pure Python)."""
+    from .report import to_json
+
+    big = len(report.trace.calls) + len(report.trace.packets) > 5000
+    return json.dumps(to_json(report), indent=None if big else 2) + "\n"
 
 
 def run() -> None:

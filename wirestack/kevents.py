@@ -17,11 +17,12 @@ packets' and calls' clock, so they are as precise as a microsecond.
 from __future__ import annotations
 
 import re
+from bisect import bisect_left, bisect_right
+from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import replace
 
 from .model import Addr, Call, KernelEvent, Packet
-from .pairing import TOLERANCE_NS, KernelPairing, choose, endpoints, matches, norm_host
+from .pairing import TOLERANCE_NS, KernelPairing, Timeline, choose, endpoints, matches, norm_host
 
 _LINE = re.compile(r"^\s*(?P<comm>.*?)-(?P<pid>\d+)\s+(?:\(\s*[\d-]+\)\s+)?\[(?P<cpu>\d+)\]\s+(?P<flags>\S+)\s+"
                    r"(?P<sec>\d+)\.(?P<usec>\d{6}):\s(?P<body>.*)$")
@@ -97,15 +98,23 @@ def align_kernel(events: Sequence[KernelEvent], calls: Sequence[Call],
     """Pair each event with a call and packets; events of other programs get no pairing (and are dropped)."""
     eps = endpoints(calls)
     pids = {c.pid for c in calls if c.pid}
-    by_pid: dict[int, list[Call]] = {}
+    grouped_pid: dict[int, list[Call]] = defaultdict(list)
+    grouped_socket: dict[int, list[Call]] = defaultdict(list)
     for c in sorted(calls, key=lambda c: c.start_ns):
-        by_pid.setdefault(c.pid, []).append(c)
+        grouped_pid[c.pid].append(c)
+        if c.socket:
+            grouped_socket[c.socket].append(c)
+    by_pid = {k: Timeline(v) for k, v in grouped_pid.items()}
+    by_socket = {k: Timeline(v) for k, v in grouped_socket.items()}
+    flows = _Flows(packets)
+    by_id = {e.id: e for e in events}
+    empty = Timeline([])
     out: list[KernelPairing] = []
     linked: dict[str, KernelPairing] = {}  # skbaddr -> the reset/ICMP pairing, for kfree_skb
     for ev in sorted(events, key=lambda e: (e.time_ns, e.id)):
         if ev.event.startswith("sys_"):
             if ev.pid in pids:
-                call = _running(by_pid.get(ev.pid, []), ev.time_ns)
+                call = _running(by_pid.get(ev.pid, empty), ev.time_ns)
                 name = ev.event.split("_", 2)[2]
                 # close() of files inside, say, getaddrinfo is the resolver's business, not the network's
                 if call is not None and (name not in SYSCALL_OPS or call.op in SYSCALL_OPS[name]
@@ -115,7 +124,7 @@ def align_kernel(events: Sequence[KernelEvent], calls: Sequence[Call],
         if ev.event == "kfree_skb":
             twin = linked.get(ev.fields.get("skbaddr", ""))
             if twin is not None:
-                out.append(KernelPairing(ev.id, twin.call, _dropped(ev, twin, events, packets)))
+                out.append(KernelPairing(ev.id, twin.call, _dropped(ev, by_id.get(twin.event), flows)))
             continue
         if ev.event == "inet_sk_error_report" and ev.fields.get("error") == "0":
             continue  # the kernel clearing the error: nothing to tell
@@ -125,80 +134,93 @@ def align_kernel(events: Sequence[KernelEvent], calls: Sequence[Call],
         proto, local, remote = flow
         call = None
         if local[1] == 0 and ev.pid in pids:  # SYN_SENT is logged before the ephemeral port is chosen
-            running = _running(by_pid.get(ev.pid, []), ev.time_ns)
+            running = _running(by_pid.get(ev.pid, empty), ev.time_ns)
             if running is not None and running.remote and running.remote[1] == remote[1]:
                 call = running
         else:
             ep = choose([e for e in eps if matches(e, proto, local, remote)], ev.time_ns)
             if ep is None:
                 continue
-            mine = [c for c in calls if c.socket == ep.socket]
+            mine = by_socket.get(ep.socket, empty)
             call = _running(mine, ev.time_ns) or _nearest(mine, ev.time_ns)
         if call is None:
             continue
-        pairing = KernelPairing(ev.id, call.id, _packets_of(ev, proto, local, remote, packets))
+        pairing = KernelPairing(ev.id, call.id, _packets_of(ev, local, remote, flows))
         out.append(pairing)
         if "skbaddr" in ev.fields:
             linked[ev.fields["skbaddr"]] = pairing
     return out
 
 
-def _running(calls: Sequence[Call], t: int) -> Call | None:
+def _running(calls: Timeline, t: int) -> Call | None:
     """The innermost call running at t (the latest started of those covering t)."""
-    covering = [c for c in calls if c.start_ns <= t <= c.end_ns]
-    return max(covering, key=lambda c: c.start_ns) if covering else None
+    covering = calls.around(t)
+    return covering[-1] if covering else None
 
 
-def _nearest(calls: Sequence[Call], t: int) -> Call | None:
-    near = [c for c in calls if c.start_ns - TOLERANCE_NS <= t <= c.end_ns + TOLERANCE_NS]
+def _nearest(calls: Timeline, t: int) -> Call | None:
+    last, nxt = calls.latest(t), next(calls.after(t), None)
+    near = [c for c in (last, nxt) if c is not None and c.start_ns - TOLERANCE_NS <= t <= c.end_ns + TOLERANCE_NS]
     return min(near, key=lambda c: min(abs(t - c.start_ns), abs(t - c.end_ns))) if near else None
 
 
-def _packets_of(ev: KernelEvent, proto: str, local: Addr, remote: Addr,
-                packets: Sequence[Packet]) -> tuple[int, ...]:
-    """The one packet this event is about, when there is one."""
-    def ours(p: Packet, src: Addr, dst: Addr) -> bool:
-        return (p.proto == proto and (norm_host(p.src), p.sport) == src and (norm_host(p.dst), p.dport) == dst)
+class _Flows:
+    """Packets by (proto, src, dst) in time order, for "the packet of this flow nearest to t"."""
 
-    after = [p for p in packets if p.time_ns >= ev.time_ns - 1_000_000]
+    def __init__(self, packets: Sequence[Packet]) -> None:
+        self.by: dict[tuple[str, Addr, Addr], list[Packet]] = defaultdict(list)
+        for p in sorted(packets, key=lambda p: p.time_ns):
+            self.by[(p.proto, (norm_host(p.src), p.sport), (norm_host(p.dst), p.dport))].append(p)
+            if p.quoted is not None:
+                q = p.quoted
+                self.by[("quoted", (norm_host(q.src), q.sport), (norm_host(q.dst), q.dport))].append(p)
+        self.times = {k: [p.time_ns for p in v] for k, v in self.by.items()}
+
+    def from_(self, key: tuple[str, Addr, Addr], t: int) -> list[Packet]:
+        """Packets of the flow at t or later."""
+        return self.by.get(key, [])[bisect_left(self.times.get(key, []), t):]
+
+    def until(self, key: tuple[str, Addr, Addr], t: int) -> list[Packet]:
+        return self.by.get(key, [])[:bisect_right(self.times.get(key, []), t)]
+
+
+def _packets_of(ev: KernelEvent, local: Addr, remote: Addr, flows: _Flows) -> tuple[int, ...]:
+    """The one packet this event is about, when there is one."""
     hit: Packet | None = None
+    t = ev.time_ns - 1_000_000
     if ev.event == "tcp_send_reset":
-        hit = next((p for p in after if ours(p, remote, local) and "R" in p.flags), None)
+        hit = next((p for p in flows.from_(("TCP", remote, local), t) if "R" in p.flags), None)
     elif ev.event == "tcp_receive_reset":
-        before = [p for p in packets if p.time_ns <= ev.time_ns + 1_000_000 and ours(p, remote, local)
-                  and "R" in p.flags]
+        before = [p for p in flows.until(("TCP", remote, local), ev.time_ns + 1_000_000)[-8:] if "R" in p.flags]
         hit = before[-1] if before else None
     elif ev.event in ("tcp_retransmit_skb", "tcp_retransmit_synack"):
-        hit = next((p for p in after if ours(p, local, remote)), None)
+        hit = next(iter(flows.from_(("TCP", local, remote), t)), None)
     elif ev.event == "icmp_send":
-        hit = next((p for p in after if p.quoted is not None and (norm_host(p.quoted.src), p.quoted.sport) == local
-                    and p.quoted.dport == remote[1]), None)
+        hit = next(iter(flows.from_(("quoted", local, remote), t)), None)
     return (hit.id,) if hit else ()
 
 
-def _dropped(ev: KernelEvent, twin: KernelPairing, events: Sequence[KernelEvent],
-             packets: Sequence[Packet]) -> tuple[int, ...]:
+def _dropped(ev: KernelEvent, source: KernelEvent | None, flows: _Flows) -> tuple[int, ...]:
     """kfree_skb of the segment (or datagram) that found no socket: the packet that came in just before."""
-    source = next((e for e in events if e.id == twin.event), None)
     flow = _flow(source) if source is not None else None
     if flow is None:
         return ()
     proto, local, remote = flow
-    cands = [p for p in packets if p.proto == proto and (norm_host(p.src), p.sport) == local
-             and (norm_host(p.dst), p.dport) == remote and p.time_ns <= ev.time_ns + 1_000_000]
+    cands = flows.until((proto, local, remote), ev.time_ns + 1_000_000)
     return (cands[-1].id,) if cands else ()
 
 
 def keep(events: Sequence[KernelEvent], calls: Sequence[Call],
          packets: Sequence[Packet]) -> tuple[list[KernelEvent], list[KernelPairing]]:
     """The events of the traced program, renumbered 1..N in time order, with their pairings."""
-    numbered = [replace(e, id=i + 1) for i, e in enumerate(sorted(events, key=lambda e: e.time_ns))]
+    numbered = [KernelEvent(i + 1, e.time_ns, e.event, e.pid, e.fields)
+                for i, e in enumerate(sorted(events, key=lambda e: e.time_ns))]
     pairs = align_kernel(numbered, calls, packets)
     wanted = {p.event for p in pairs}
     kept = [e for e in numbered if e.id in wanted]
     new = {e.id: i + 1 for i, e in enumerate(kept)}
-    return ([replace(e, id=new[e.id]) for e in kept],
-            [replace(p, event=new[p.event]) for p in pairs])
+    return ([KernelEvent(new[e.id], e.time_ns, e.event, e.pid, e.fields) for e in kept],
+            [KernelPairing(new[p.event], p.call, p.packets) for p in pairs])
 
 
 def describe(ev: KernelEvent) -> str:

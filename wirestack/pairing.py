@@ -23,9 +23,12 @@ Pure functions over model records; no IO. The rules, in the order they are appli
 from __future__ import annotations
 
 import ipaddress
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
+from itertools import islice
 
 from .model import Addr, Call, ExceptionInfo, Packet
 
@@ -37,8 +40,8 @@ NAGLE_NS = 1_000_000_000  # data can wait in the kernel (Nagle, cork) for the AC
 CONNECTS = {"connect", "connect_ex"}
 CLOSES = {"close", "shutdown"}
 # errnos an incoming packet can explain: RST -> refused/reset/broken pipe; ICMP -> refused/unreachable
-_RST_ERRNOS = {111, 104, 32}
-_ICMP_ERRNOS = {111, 113, 101, 112, 90}
+_RST_ERRNOS = frozenset({111, 104, 32})
+_ICMP_ERRNOS = frozenset({111, 113, 101, 112, 90})
 
 
 @dataclass(frozen=True)
@@ -67,10 +70,26 @@ class Alignment:
     kernel: dict[int, KernelPairing] = field(default_factory=dict)  # by event id (see kevents.py)
 
     def kernel_of_call(self, call_id: int) -> list[int]:
-        return [k for k, p in self.kernel.items() if p.call == call_id]
+        return self._kernel_by_call.get(call_id, [])
 
     def kernel_of_packet(self, packet_id: int) -> list[int]:
-        return [k for k, p in self.kernel.items() if packet_id in p.packets]
+        return self._kernel_by_packet.get(packet_id, [])
+
+    @cached_property
+    def _kernel_by_call(self) -> dict[int, list[int]]:
+        out: dict[int, list[int]] = defaultdict(list)
+        for k, p in sorted(self.kernel.items()):
+            if p.call is not None:
+                out[p.call].append(k)
+        return out
+
+    @cached_property
+    def _kernel_by_packet(self) -> dict[int, list[int]]:
+        out: dict[int, list[int]] = defaultdict(list)
+        for k, p in sorted(self.kernel.items()):
+            for pid in p.packets:
+                out[pid].append(k)
+        return out
 
     def packets_of_call(self, call_id: int) -> tuple[int, ...]:
         return self.call_packets.get(call_id, ())
@@ -91,6 +110,7 @@ class _Endpoint:
     birth: int  # start of the first call that showed this flow
 
 
+@lru_cache(maxsize=4096)
 def norm_host(host: str) -> str:
     """One spelling per address: '::ffff:127.0.0.1' -> '127.0.0.1', 'fe80::1%lo' -> 'fe80::1'."""
     host = host.split("%", 1)[0]
@@ -214,32 +234,73 @@ def _tcp_connections(packets: Sequence[Packet]) -> dict[int, int]:
     return out
 
 
-def _call_for(p: Packet, side: str, calls: Sequence[Call]) -> tuple[int | None, str]:
-    """Which of one socket's calls (sorted by start) sent or observed packet p."""
+class Timeline:
+    """Calls sorted by start, searchable by time in O(log n) (pairing 100,000 calls must stay near-linear)."""
+
+    def __init__(self, calls: Sequence[Call]) -> None:
+        self.calls = list(calls)
+        self.starts = [c.start_ns for c in self.calls]
+        self.longest = max((c.end_ns - c.start_ns for c in self.calls), default=0)
+
+    def around(self, t: int, before: int = 0) -> list[Call]:
+        """Calls that started by t and ended at t - before or later, in start order."""
+        hi = bisect_right(self.starts, t)
+        lo = bisect_left(self.starts, t - before - self.longest)
+        return [c for c in self.calls[lo:hi] if c.end_ns >= t - before]
+
+    def latest(self, t: int) -> Call | None:
+        """The call that started last by time t."""
+        i = bisect_right(self.starts, t)
+        return self.calls[i - 1] if i else None
+
+    def first_ending_from(self, t: int) -> Call | None:
+        calls = self.calls
+        for j in range(bisect_left(self.starts, t - self.longest), len(calls)):
+            if calls[j].end_ns >= t:
+                return calls[j]
+        return None
+
+    def after(self, t: int) -> Iterator[Call]:
+        """Calls that started after t, in order (lazily: callers usually want the first)."""
+        calls = self.calls
+        return (calls[j] for j in range(bisect_right(self.starts, t), len(calls)))
+
+
+class _SocketCalls:
+    def __init__(self, calls: Sequence[Call]) -> None:
+        self.all = Timeline(calls)
+        self.sends = Timeline([c for c in calls if c.op in SENDS])
+        self.recvs = Timeline([c for c in calls if c.op in RECVS])
+        self.failing_rst = Timeline([c for c in calls if c.errno in _RST_ERRNOS])
+        self.failing_icmp = Timeline([c for c in calls if c.errno in _ICMP_ERRNOS])
+
+
+def _call_for(p: Packet, side: str, calls: _SocketCalls) -> tuple[int | None, str]:
+    """Which of one socket's calls sent or observed packet p."""
     t = p.time_ns
     if side == "in" and ("R" in p.flags or p.quoted is not None):
         # An error packet is observed by the call that fails because of it: the one running when it came,
         # one that just ended (clock outliers), or the next one (a UDP recv learns of ICMP later).
-        explained = _RST_ERRNOS if "R" in p.flags else _ICMP_ERRNOS
-        failing = [c for c in calls if c.errno in explained]
-        during = [c for c in failing if c.start_ns <= t <= c.end_ns]
-        just_before = [c for c in failing if c.end_ns < t <= c.end_ns + TOLERANCE_NS]
-        later = [c for c in failing if c.start_ns > t]
+        failing = calls.failing_rst if "R" in p.flags else calls.failing_icmp
+        during = failing.around(t)
+        last = failing.latest(t)
+        just_before = [last] if last is not None and last.end_ns < t <= last.end_ns + TOLERANCE_NS else []
+        later = list(islice(failing.after(t), 1))
         for hits in (during, just_before, later):
             if hits:
                 return hits[0].id, "received"
     if side == "out" and p.payload:
         # Data leaves when the kernel lets it (Nagle may hold it until an ACK comes): it was written by the
         # latest write-type call, even if another call (a recv) is running by then.
-        writes = [c for c in calls if c.op in SENDS and c.start_ns <= t <= c.end_ns + NAGLE_NS]
-        if writes:
-            return writes[-1].id, "sent"
+        write = calls.sends.latest(t)
+        if write is not None and t <= write.end_ns + NAGLE_NS:
+            return write.id, "sent"
     if side == "in" and p.payload and p.proto == "TCP":
         # Data is observed by the read that takes it: the one running, or the next one.
-        reads = [c for c in calls if c.op in RECVS and c.end_ns >= t]
-        if reads:
-            return reads[0].id, "received"
-    covering = [c for c in calls if c.start_ns <= t <= c.end_ns]
+        read = calls.recvs.first_ending_from(t)
+        if read is not None:
+            return read.id, "received"
+    covering = calls.all.around(t)
     if covering:
         wanted = _ops_for(p, side)
         best = [c for c in covering if c.op in wanted] or covering
@@ -248,11 +309,11 @@ def _call_for(p: Packet, side: str, calls: Sequence[Call]) -> tuple[int | None, 
     if bare_ack:
         return None, "kernel"
     if side == "out":
-        ended = [c for c in calls if c.end_ns < t <= c.end_ns + TOLERANCE_NS]
-        return (ended[-1].id, "sent") if ended else (None, "kernel")
+        last = calls.all.latest(t)
+        return (last.id, "sent") if last is not None and t <= last.end_ns + TOLERANCE_NS else (None, "kernel")
     observers = RECVS if p.payload and p.proto == "TCP" else None
-    for c in calls:
-        if c.start_ns > t and (observers is None or c.op in observers or c.failed):
+    for c in calls.all.after(t):
+        if observers is None or c.op in observers or c.failed:
             return c.id, "received"
     return None, "kernel"
 
@@ -271,23 +332,38 @@ def _ops_for(p: Packet, side: str) -> set[str]:
 
 def traced_packets(calls: Sequence[Call], packets: Sequence[Packet]) -> list[Packet]:
     """Only the packets of the traced program's flows (other traffic on the interface stays out)."""
-    eps = endpoints(calls)
-    return [p for p in packets if _sides(p, eps)]
+    index = _index(endpoints(calls))
+    return [p for p in packets if _sides(p, index)]
 
 
-def _sides(p: Packet, eps: list[_Endpoint]) -> list[tuple[str, list[_Endpoint]]]:
+_Index = dict[tuple[str, int], list[_Endpoint]]
+
+
+def _index(eps: list[_Endpoint]) -> _Index:
+    """Endpoints by (protocol, local port): a packet only looks at the sockets of its own ports."""
+    out: _Index = defaultdict(list)
+    for e in eps:
+        out[(e.proto, e.local[1])].append(e)
+    return out
+
+
+def _sides(p: Packet, index: _Index) -> list[tuple[str, list[_Endpoint]]]:
     """For packet p: ("out", sockets it may have left) and ("in", sockets it may have reached)."""
     if p.quoted is not None:  # an ICMP error comes back to the sender of the datagram it quotes
         q = p.quoted
         local, remote = (norm_host(q.src), q.sport), (norm_host(q.dst), q.dport)
-        cands = [e for e in eps if matches(e, q.proto, local, remote)]
+        cands = [e for e in index.get((q.proto, q.sport), ()) if matches(e, q.proto, local, remote)]
         return [("in", cands)] if cands else []
     if p.proto not in ("TCP", "UDP"):
         return []
-    src, dst = (norm_host(p.src), p.sport), (norm_host(p.dst), p.dport)
     out = []
-    for side, local, remote in (("out", src, dst), ("in", dst, src)):
-        cands = [e for e in eps if matches(e, p.proto, local, remote)]
+    for side, (lh, lp), (rh, rp) in (("out", (p.src, p.sport), (p.dst, p.dport)),
+                                      ("in", (p.dst, p.dport), (p.src, p.sport))):
+        near = index.get((p.proto, lp))
+        if not near:
+            continue
+        local, remote = (norm_host(lh), lp), (norm_host(rh), rp)
+        cands = [e for e in near if matches(e, p.proto, local, remote)]
         if cands:
             out.append((side, cands))
     return out
@@ -295,11 +371,12 @@ def _sides(p: Packet, eps: list[_Endpoint]) -> list[tuple[str, list[_Endpoint]]]
 
 def align(calls: Sequence[Call], packets: Sequence[Packet]) -> Alignment:
     """Pair packets with calls, and calls' packets with the frames they were made from."""
-    eps = endpoints(calls)
-    by_socket: dict[int, list[Call]] = defaultdict(list)
+    index = _index(endpoints(calls))
+    grouped: dict[int, list[Call]] = defaultdict(list)
     for c in sorted(calls, key=lambda c: (c.start_ns, c.id)):
         if c.socket:
-            by_socket[c.socket].append(c)
+            grouped[c.socket].append(c)
+    by_socket = {k: _SocketCalls(v) for k, v in grouped.items()}
     ordered = sorted(packets, key=lambda p: (p.time_ns, p.id))
     conn_of = _tcp_connections(ordered)
     conn_start: dict[int, int] = {}
@@ -316,7 +393,7 @@ def align(calls: Sequence[Call], packets: Sequence[Packet]) -> Alignment:
         t0 = conn_start[conn_of.get(p.id, -p.id)]  # TCP: when its connection began; else the packet itself
         later = [t for t in starts_by_tuple.get(frozenset({(p.src, p.sport), (p.dst, p.dport)}), ()) if t > t0]
         t1 = later[0] if later else None
-        for side, cands in _sides(p, eps):
+        for side, cands in _sides(p, index):
             ep = _owner(cands, t0, t1, p.time_ns)
             if ep is None:
                 continue

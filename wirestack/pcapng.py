@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 from . import __version__, errnos
 from .kevents import describe
-from .model import Call, Packet
+from .model import Call, KernelEvent, Packet
 from .report import Report
 
 _BYTE_ORDER_MAGIC = 0x1A2B3C4D
@@ -65,7 +65,8 @@ def comment(call: Call, role: str) -> str:
     return f"{verb} {call.op}() → {outcome} at {where(call)}{thread}"
 
 
-def packet_comments(report: Report, packet: Packet, calls: dict[int, Call]) -> list[str]:
+def packet_comments(report: Report, packet: Packet, calls: dict[int, Call],
+                    events: dict[int, KernelEvent]) -> list[str]:
     out = []
     for pair in report.alignment.pairs_of(packet.id):
         if pair.call is not None:
@@ -73,7 +74,6 @@ def packet_comments(report: Report, packet: Packet, calls: dict[int, Call]) -> l
         else:
             out.append(f"{'sent' if pair.side == 'out' else 'received'} by the kernel, no call of the program "
                        f"involved (socket {pair.socket})")
-    events = {e.id: e for e in report.trace.kernel}
     out += [f"kernel: {describe(events[k])}" for k in report.alignment.kernel_of_packet(packet.id)]
     return out
 
@@ -81,7 +81,8 @@ def packet_comments(report: Report, packet: Packet, calls: dict[int, Call]) -> l
 def blocks(report: Report, snaplen: int = 262144) -> Iterator[bytes]:
     trace = report.trace
     calls = {c.id: c for c in trace.calls}
+    events = {e.id: e for e in trace.kernel}
     yield section_header(f"wirestack {__version__}")
     yield interface_description(trace.capture.linktype, snaplen, trace.capture.interface)
     for p in trace.packets:
-        yield enhanced_packet(p.time_ns, p.raw, p.length, packet_comments(report, p, calls))
+        yield enhanced_packet(p.time_ns, p.raw, p.length, packet_comments(report, p, calls, events))

@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import _socket
 import itertools
-import json
 import linecache
+import marshal
 import os
 import socket
+import struct
 import sys
 import threading
 import time
@@ -63,14 +64,17 @@ RawStack = list[tuple[int, CodeType, int]]  # (frame instance, code, line), inne
 
 
 class Probe:
-    def __init__(self, sink: Callable[[list[dict[str, Any]]], None], batch: int = 512) -> None:
+    def __init__(self, sink: Callable[[list[Any]], None], batch: int = 512) -> None:
         self._sink = sink
         self._batch = batch
         self._pending: list[tuple[Any, ...]] = []
         self._ids = itertools.count(1)
         self._tags = itertools.count(1)
         self._serials = itertools.count(1)
-        self._sockets: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+        # per socket object: [serial, family, type, local address once bound (datagram calls)]
+        self._sockets: weakref.WeakKeyDictionary[Any, list[Any]] = weakref.WeakKeyDictionary()
+        self._codes: dict[int, CodeType] = {}  # code objects already described to wirestack (kept alive: ids stay)
+        self._files: set[str] = set()  # pseudo-files ("<string>") whose lines were sent
         self._hidden_files: set[str] = {__file__}
         self._hidden_tags: set[int] = set()  # the runner's own frames (wirestack's bootstrap)
         self._lock = threading.Lock()
@@ -114,20 +118,30 @@ class Probe:
     def _stack(self, depth: int) -> RawStack:
         out: RawStack = []
         frame: FrameType | None = _getframe(depth)
+        tags, files = self._hidden_tags, self._hidden_files
         while frame is not None:
-            out.append((self.frame_tag(frame), frame.f_code, frame.f_lineno))
+            code = frame.f_code
+            if code.co_filename in files:  # the runner (and runpy): everything further out is theirs too
+                break
+            tag = self.frame_tag(frame)
+            if tag in tags:
+                break
+            out.append((tag, code, frame.f_lineno))
             frame = frame.f_back
-        files, tags = self._hidden_files, self._hidden_tags
         while out and (out[-1][0] in tags or out[-1][1].co_filename in files):
             out.pop()
         return out
 
     def serial(self, sock: Any) -> int:
+        return int(self._socket(sock)[0])
+
+    def _socket(self, sock: Any) -> list[Any]:
+        """[serial, family, type, cached local address] of a socket object, computed once."""
         try:
             return self._sockets[sock]
         except KeyError:
-            n = self._sockets[sock] = next(self._serials)
-            return n
+            known = self._sockets[sock] = [next(self._serials), _enum_name(sock.family), _enum_name(sock.type), None]
+            return known
 
     # -- recording -------------------------------------------------------------------------------------------
 
@@ -148,10 +162,7 @@ class Probe:
                 setattr(exc, EXC_ATTR, cid)
             except Exception:
                 pass
-        serial = family = kind = None
-        if sock is not None:
-            serial = self.serial(sock)
-            family, kind = _enum_name(sock.family), _enum_name(sock.type)
+        serial, family, kind, _ = self._socket(sock) if sock is not None else (0, "", "", None)
         self._pending.append((cid, op, _current_thread().name, start, end, self._stack(depth), serial, family, kind,
                               errno, error, local, remote, args, result))
         # A failure is flushed at once (the program may be killed next); the waits of non-blocking sockets
@@ -162,21 +173,32 @@ class Probe:
         return cid
 
     def flush(self) -> None:
+        """Hand the pending calls to the sink as compact tuples (see `records.Loader`): code objects and the
+        lines of pseudo-files are described once, stacks are (frame instance, code id, line)."""
         self._flushed = _time_ns()
         with self._lock:
             pending, self._pending = self._pending, []
-            if pending:
-                self._sink([self._call_dict(p) for p in pending])
-
-    def _call_dict(self, p: tuple[Any, ...]) -> dict[str, Any]:
-        (cid, op, thread, start, end, stack, serial, family, kind, errno, error, local, remote, args, result) = p
-        return {
-            "kind": "call", "id": cid, "op": op, "thread": thread, "start_ns": start, "end_ns": end,
-            "frames": [frame_dict(tag, code.co_filename, line, code.co_name) for tag, code, line in reversed(stack)],
-            "socket": serial or 0, "family": family or "", "type": kind or "", "errno": errno, "error": error or "",
-            "local": _addr(local), "remote": _addr(remote), "args": _jsonable(args or {}),
-            "result": _jsonable(result), "pid": self.pid,
-        }
+            if not pending:
+                return
+            items: list[tuple[Any, ...]] = []
+            codes, files = self._codes, self._files
+            pid = self.pid
+            for (cid, op, thread, start, end, stack, serial, family, kind, errno, error, local, remote, args,
+                 result) in pending:
+                frames = []
+                for tag, code, line in reversed(stack):
+                    key = id(code)
+                    if key not in codes:
+                        codes[key] = code
+                        name = code.co_filename
+                        if name.startswith("<") and name not in files:
+                            files.add(name)
+                            items.append(("lines", name, tuple(linecache.getlines(name))))
+                        items.append(("code", key, name, code.co_name))
+                    frames.append((tag, key, line))
+                items.append(("call", cid, op, thread, start, end, tuple(frames), serial, family, kind, errno,
+                              error or "", local, remote, args or {}, result, pid))
+            self._sink(items)
 
     # -- installing ------------------------------------------------------------------------------------------
 
@@ -247,7 +269,7 @@ class Probe:
     # Each _w_* builds the wrapper for one method. They share one shape: time, call, record, return or re-raise.
 
     def _simple(self, op: str, orig: Callable[..., Any], *, args_of: Callable[..., dict[str, Any]],
-                result_of: Callable[[Any], Any] = lambda r: r, addresses: bool = False,
+                result_of: Callable[[Any], Any] = lambda r: r, addresses: bool | str = False,
                 remote_of: Callable[..., Any] | None = None, depth: int = 3) -> Callable[..., Any]:
         probe = self
 
@@ -272,15 +294,22 @@ class Probe:
         wrapper.__doc__ = getattr(orig, "__doc__", None)
         return wrapper
 
-    def _ends(self, sock: Any, a: tuple[Any, ...], remote_of: Callable[..., Any] | None, addresses: bool,
+    def _ends(self, sock: Any, a: tuple[Any, ...], remote_of: Callable[..., Any] | None, addresses: bool | str,
               r: Any = None) -> tuple[Any, Any]:
-        """The socket's local and remote address, where the call could have changed or revealed them."""
+        """The socket's local and remote address, where the call could have changed or revealed them.
+        addresses="cached": a datagram call, whose local address, once bound, does not change (asking the
+        kernel every time would cost a syscall per datagram)."""
         if not addresses:
             return None, None
-        try:
-            local = _ORIG_GETSOCKNAME(sock)
-        except OSError:
-            local = None
+        known = self._socket(sock) if addresses == "cached" else None
+        local = known[3] if known is not None else None
+        if local is None:
+            try:
+                local = _ORIG_GETSOCKNAME(sock)
+            except OSError:
+                local = None
+            if known is not None and isinstance(local, tuple) and len(local) >= 2 and local[1]:
+                known[3] = local
         remote = remote_of(a, r) if remote_of else None
         if remote is None:
             try:
@@ -315,7 +344,7 @@ class Probe:
 
     def _w_sendto(self, orig: Callable[..., Any]) -> Callable[..., Any]:
         return self._simple("sendto", orig, args_of=lambda data, *rest: {"bytes": len(data), "address": rest[-1]},
-                            addresses=True, remote_of=lambda a, r: a[-1])
+                            addresses="cached", remote_of=lambda a, r: a[-1])
 
     def _w_sendmsg(self, orig: Callable[..., Any]) -> Callable[..., Any]:
         return self._simple("sendmsg", orig, args_of=lambda bufs, *rest, **kw: {"bytes": sum(map(len, bufs))})
@@ -328,7 +357,7 @@ class Probe:
 
     def _w_recvfrom(self, orig: Callable[..., Any]) -> Callable[..., Any]:
         return self._simple("recvfrom", orig, args_of=lambda n, *f: {"bufsize": n}, result_of=lambda r: len(r[0]),
-                            addresses=True, remote_of=lambda a, r: r[1] if r else None)
+                            addresses="cached", remote_of=lambda a, r: r[1] if r else None)
 
     def _w_recvfrom_into(self, orig: Callable[..., Any]) -> Callable[..., Any]:
         return self._simple("recvfrom_into", orig, args_of=lambda buf, *r, **kw: {"bufsize": len(buf)},
@@ -484,34 +513,39 @@ def _addr(sa: Any) -> Any:
     return None
 
 
-def _jsonable(value: Any) -> Any:
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return len(value)
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return repr(value)
-
-
-def dir_sink(folder: str) -> Callable[[list[dict[str, Any]]], None]:
-    """A sink appending JSON lines to FOLDER/PID.jsonl: one file per process, so forked children (which
-    inherit the probe) never interleave with their parent."""
+def dir_sink(folder: str) -> Callable[[list[Any]], None]:
+    """A sink appending batches to FOLDER/PID.rec (one file per process, so forked children, which inherit
+    the probe, never interleave with their parent): each batch a 4-byte length and a `marshal`led list of
+    tuples. marshal is C-fast and only takes plain data; a batch it refuses is sent again made plain."""
     fds: dict[int, int] = {}
 
-    def sink(records: list[dict[str, Any]]) -> None:
+    def sink(items: list[Any]) -> None:
         pid = os.getpid()
         if pid not in fds:
             fds.clear()  # a forked child must not write to its parent's file
-            fds[pid] = os.open(os.path.join(folder, f"{pid}.jsonl"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        data = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records).encode()
-        view = memoryview(data)
+            fds[pid] = os.open(os.path.join(folder, f"{pid}.rec"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            data = marshal.dumps(items)
+        except ValueError:
+            data = marshal.dumps([_plain(item) for item in items])
+        view = memoryview(struct.pack("<I", len(data)) + data)
         while view:
             view = view[os.write(fds[pid], view):]
 
     return sink
+
+
+def _plain(value: Any) -> Any:
+    """Anything a program passed us (an address tuple holding some object) as marshal-able data."""
+    if value is None or isinstance(value, (bool, int, float, str, bytes)):
+        return value
+    if isinstance(value, tuple):
+        return tuple(_plain(v) for v in value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return repr(value)
 
 
 def _when_imported(name: str, patch: Callable[[Any], None]) -> Any:

@@ -8,12 +8,15 @@ from .model import Addr, Call, ExceptionInfo, Frame
 
 
 def _addr(value: Any) -> Addr | None:
-    if isinstance(value, (list, tuple)) and len(value) == 2 and isinstance(value[1], int):
+    """[host, port] or a raw sockaddr tuple (IPv6: host, port, flowinfo, scope) as (host, port)."""
+    if isinstance(value, (list, tuple)) and len(value) >= 2 and isinstance(value[1], int):
         return (str(value[0]), value[1])
     return None
 
 
-def frame_from(d: dict[str, Any]) -> Frame:
+def frame_from(d: dict[str, Any] | Frame) -> Frame:
+    if isinstance(d, Frame):
+        return d
     return Frame(d["file"], int(d["line"]), d["function"], d.get("code", ""), int(d.get("instance", 0)))
 
 
@@ -23,8 +26,28 @@ def call_from(d: dict[str, Any]) -> Call:
         end_ns=int(d["end_ns"]), frames=tuple(frame_from(f) for f in d.get("frames", ())),
         socket=int(d.get("socket") or 0), family=d.get("family", ""), kind=d.get("type", ""),
         errno=d.get("errno"), error=d.get("error", ""), local=_addr(d.get("local")), remote=_addr(d.get("remote")),
-        args=dict(d.get("args") or {}), result=d.get("result"), pid=int(d.get("pid", 0)),
+        args=_plain_args(d.get("args") or {}), result=_plain(d.get("result")), pid=int(d.get("pid", 0)),
     )
+
+
+def _plain(value: Any) -> Any:
+    """Tuples (as marshal keeps them) as lists (as JSON has them): a trace reads the same live and saved."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value
+
+
+def _plain_args(args: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in args.items():
+        if k == "address" and isinstance(v, (list, tuple)) and len(v) >= 2:
+            v = [v[0], v[1]]  # drop IPv6 flowinfo and scope, as for local/remote
+        out[str(k)] = _plain(v)
+    return out
 
 
 def exception_from(d: dict[str, Any] | None) -> ExceptionInfo | None:
@@ -35,3 +58,51 @@ def exception_from(d: dict[str, Any] | None) -> ExceptionInfo | None:
         errno=d.get("errno"), call=d.get("call"), cause=exception_from(d.get("cause")),
         context=exception_from(d.get("context")), suppress_context=bool(d.get("suppress_context", False)),
     )
+
+
+class Loader:
+    """The probe's items (see `probe.Probe.flush`) as call records and the rest. Code objects and pseudo-file
+    lines arrive once and are looked up after; frames are shared between calls (one `Frame` per frame
+    instance and line), so 100,000 calls from one loop cost one frame list."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+        self.other: list[dict[str, Any]] = []  # {"kind": "exception" | "error" | "note", ...}
+        self._codes: dict[int, tuple[str, str]] = {}
+        self._lines: dict[str, tuple[str, ...]] = {}
+        self._frames: dict[tuple[int, int, int], Frame] = {}
+
+    def feed(self, items: Any) -> None:
+        for item in items:
+            if isinstance(item, dict):
+                self.other.append(item)
+            elif item[0] == "call":
+                self.calls.append(self._call(item))
+            elif item[0] == "code":
+                self._codes[item[1]] = (item[2], item[3])
+            elif item[0] == "lines":
+                self._lines[item[1]] = tuple(item[2])
+
+    def _frame(self, tag: int, code: int, line: int) -> Frame:
+        key = (tag, code, line)
+        frame = self._frames.get(key)
+        if frame is None:
+            file, function = self._codes.get(code, ("?", "?"))
+            frame = self._frames[key] = Frame(file, line, function, self._source(file, line), tag)
+        return frame
+
+    def _source(self, file: str, line: int) -> str:
+        if file in self._lines:
+            lines = self._lines[file]
+            return lines[line - 1].strip() if 0 < line <= len(lines) else ""
+        import linecache
+
+        return linecache.getline(file, line).strip()
+
+    def _call(self, item: tuple[Any, ...]) -> dict[str, Any]:
+        (_, cid, op, thread, start, end, frames, serial, family, kind, errno, error, local, remote, args, result,
+         pid) = item
+        return {"kind": "call", "id": cid, "op": op, "thread": thread, "start_ns": start, "end_ns": end,
+                "frames": [self._frame(*f) for f in frames], "socket": serial, "family": family, "type": kind,
+                "errno": errno, "error": error, "local": local, "remote": remote, "args": args, "result": result,
+                "pid": pid}

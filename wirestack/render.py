@@ -7,6 +7,7 @@ errno's `#define`, and its packets. Then the other socket calls that touched the
 
 from __future__ import annotations
 
+import re
 import signal
 from io import StringIO
 
@@ -176,12 +177,27 @@ def _stack_lines(frames: tuple[Frame, ...]) -> list[RenderableType]:
     return rows
 
 
-def _failed_calls(report: Report, shown: Call | None) -> list[RenderableType]:
-    """Every failed call the traceback does not already show: its stack, the syscall and its packets."""
+MAX_FAILED_SHOWN = 5
+MAX_ALIKE_SHOWN = 3
+MAX_ROWS_SHOWN = 20
+
+
+def _failed_calls(report: Report, shown: Call | None, show_all: bool) -> list[RenderableType]:
+    """Every failed call the traceback does not already show: its stack, the syscall and its packets; in a
+    large run the first few in full and the rest counted."""
     failed = [c for c in report.trace.calls if c.failed and c.errno not in WAITS and c is not shown
               and c.op != "spawn"]
     parts: list[RenderableType] = []
-    for c in failed:
+    detailed = failed if show_all else failed[:MAX_FAILED_SHOWN]
+    if len(detailed) < len(failed):
+        counts: dict[str, int] = {}
+        for c in failed[len(detailed):]:
+            key = f"{c.op}() → {errnos.name(c.errno) if c.errno is not None else c.error}"
+            counts[key] = counts.get(key, 0) + 1
+        summary = ", ".join(f"{k} ×{n}" for k, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+        parts += [Text(""), Text(f"{len(failed)} socket calls failed; the first {len(detailed)} follow, then "
+                                 f"{summary} (--all shows each)", style="bold")]
+    for c in detailed:
         pid = f", pid {c.pid}" if c.pid and report.trace.calls and c.pid != report.trace.calls[0].pid else ""
         parts += [Text(""), Text(f"{c.op}() failed (call {c.id}, thread {c.thread}{pid}), made from:", style="bold")]
         parts += _stack_lines(c.frames)
@@ -189,10 +205,13 @@ def _failed_calls(report: Report, shown: Call | None) -> list[RenderableType]:
     return parts
 
 
-def _other_calls(report: Report, skip: set[int]) -> RenderableType | None:
+def _other_calls(report: Report, skip: set[int], show_all: bool) -> RenderableType | None:
     shown = [c for c in report.trace.calls if c.id not in skip and report.alignment.packets_of_call(c.id)]
     if not shown:
         return None
+    more = 0 if show_all else max(0, len(shown) - MAX_ROWS_SHOWN)
+    if more:
+        shown = shown[:MAX_ROWS_SHOWN]
     table = Table(title="Other socket calls that touched the wire", title_justify="left", box=None, padding=(0, 1),
                   show_header=True, header_style="bold")
     for name in ("call", "thread", "at", "packets"):
@@ -202,6 +221,34 @@ def _other_calls(report: Report, skip: set[int]) -> RenderableType | None:
         table.add_row(Text(call_line(c)), c.thread,
                       f"{where.file.rsplit('/', 1)[-1]}:{where.line} {where.function}" if where else "",
                       ids(report.alignment.packets_of_call(c.id)))
+    if more:
+        table.add_row(Text(f"… {more} more calls (--all shows each)", style="dim"), "", "", "")
+    return table
+
+
+def _flows(report: Report) -> RenderableType | None:
+    """A large run in counts: packets and calls per socket, failing sockets first."""
+    t = report.trace
+    if len(t.packets) <= MAX_ROWS_SHOWN * 5:
+        return None
+    failed = {c.socket for c in t.calls if c.failed and c.errno not in WAITS}
+    calls_of: dict[int, int] = {}
+    for c in t.calls:
+        calls_of[c.socket] = calls_of.get(c.socket, 0) + 1
+    rows = []
+    for sock, pids in report.alignment.socket_packets.items():
+        first = report.packet(pids[0])
+        rows.append((sock not in failed, -len(pids), sock, first, len(pids)))
+    rows.sort()
+    table = Table(title=f"{len(rows)} sockets, {len(t.packets)} packets, {len(t.calls)} calls: the busiest and "
+                  "the failing", title_justify="left", box=None, padding=(0, 1), header_style="bold")
+    for name in ("socket", "first packet's flow", "packets", "calls", "failed"):
+        table.add_column(name)
+    for ok, _, sock, first, n in rows[:MAX_ROWS_SHOWN]:
+        table.add_row(str(sock), f"{first.proto} {endpoint(first.src, first.sport)} → "
+                      f"{endpoint(first.dst, first.dport)}", str(n), str(calls_of.get(sock, 0)), "" if ok else "yes")
+    if len(rows) > MAX_ROWS_SHOWN:
+        table.add_row(Text(f"… {len(rows) - MAX_ROWS_SHOWN} more sockets", style="dim"), "", "", "", "")
     return table
 
 
@@ -217,7 +264,7 @@ def exit_line(code: int | None) -> str | None:
     return f"the program exited with status {code}"
 
 
-def report_renderable(report: Report) -> RenderableType:
+def report_renderable(report: Report, show_all: bool = False) -> RenderableType:
     t = report.trace
     cap = t.capture
     head = t.client.strip().splitlines()[-1] if t.client else ""
@@ -245,27 +292,39 @@ def report_renderable(report: Report) -> RenderableType:
             in_traceback = origin
     else:
         parts.append(Text("no exception escaped"))
-    parts += _failed_calls(report, in_traceback)
+    parts += _failed_calls(report, in_traceback, show_all)
     skip = {c.id for c in t.calls if c.failed and c.errno not in WAITS}
-    other = _other_calls(report, skip)
+    other = _other_calls(report, skip, show_all)
     if other is not None:
         parts += [Text(""), other]
+    flows = None if show_all else _flows(report)
+    if flows is not None:
+        parts += [Text(""), flows]
     if report.findings:
         bullets = Table.grid(padding=(0, 1))
         bullets.add_column(no_wrap=True)
         bullets.add_column(ratio=1)
+        alike: dict[str, int] = {}
         for f in report.findings:
-            bullets.add_row("  •", f.text)
+            shape = re.sub(r"\d+(\.\d+)?", "#", f.text)
+            alike[shape] = alike.get(shape, 0) + 1
+            if show_all or alike[shape] <= MAX_ALIKE_SHOWN:
+                bullets.add_row("  •", f.text)
+        for shape, n in alike.items():
+            if not show_all and n > MAX_ALIKE_SHOWN:
+                bullets.add_row("  •", Text(f"… and {n - MAX_ALIKE_SHOWN} more like “{shape[:60]}…” (--all shows "
+                                            "each)", style="dim"))
         parts += [Text(""), Text("What the wire shows", style="bold"), bullets]
     for note in t.notes:
         parts.append(Text(f"note: {note}", style="dim"))
     return Group(*parts)
 
 
-def render_text(report: Report, width: int = 100, color: bool = False) -> str:
-    """The report as text, `width` columns wide, with ANSI colours only when `color`."""
+def render_text(report: Report, width: int = 100, color: bool = False, show_all: bool = False) -> str:
+    """The report as text, `width` columns wide, with ANSI colours only when `color`; a large run is
+    summarised unless `show_all`."""
     console = Console(file=StringIO(), width=width, color_system="standard" if color else None,
                       force_terminal=color, no_color=not color, highlight=False, emoji=False)
-    console.print(report_renderable(report))
+    console.print(report_renderable(report, show_all))
     text = str(console.file.getvalue())  # type: ignore[attr-defined]
     return "\n".join(line.rstrip() for line in text.splitlines()) + "\n"

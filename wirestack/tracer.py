@@ -29,7 +29,7 @@ from .capture import Capture
 from .dissect import dissect
 from .model import Call, CaptureInfo, ExceptionInfo, Trace
 from .pairing import traced_packets
-from .records import call_from, exception_from
+from .records import Loader, call_from, exception_from
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -150,7 +150,7 @@ def run_traced(client: Client, interface: str = "lo", timeout: float | None = 12
             if recorder is not None:
                 kernel_text = recorder.stop()
         records = _read_records(folder)
-    error = next((r["text"] for r in records if r.get("kind") == "error"), None)
+    error = next((r["text"] for r in records if isinstance(r, dict) and r.get("kind") == "error"), None)
     if error:
         raise ProgramError(error)
     if timed_out:
@@ -229,18 +229,28 @@ def _pump(capture: Capture, child: subprocess.Popen[bytes], timeout: float | Non
     return False
 
 
-def _read_records(folder: str) -> list[dict[str, Any]]:
-    records: list[dict[str, Any]] = []
+def _read_records(folder: str) -> list[Any]:
+    """Every process's batches (FOLDER/PID.rec), in file order; a batch cut short by a killed process ends
+    that file."""
+    import marshal
+    import struct
+
+    items: list[Any] = []
     for name in sorted(os.listdir(folder)):
-        if not name.endswith(".jsonl"):
+        if not name.endswith(".rec"):
             continue
-        with open(os.path.join(folder, name), "rb") as f:
-            for line in f:
-                try:
-                    records.append(json.loads(line))
-                except ValueError:
-                    continue  # a line cut short by a killed process
-    return records
+        data = Path(folder, name).read_bytes()
+        pos = 0
+        while pos + 4 <= len(data):
+            (size,) = struct.unpack_from("<I", data, pos)
+            if pos + 4 + size > len(data):
+                break
+            try:
+                items.extend(marshal.loads(data[pos + 4 : pos + 4 + size]))
+            except (EOFError, ValueError, TypeError):
+                break
+            pos += 4 + size
+    return items
 
 
 def _end_child(child: subprocess.Popen[bytes]) -> None:
@@ -256,27 +266,32 @@ def _end_child(child: subprocess.Popen[bytes]) -> None:
             continue
 
 
-def build_trace(client: Client, capture: Capture, records: list[dict[str, Any]], started: int,
+def build_trace(client: Client, capture: Capture, items: list[Any], started: int,
                 returncode: int | None = None, pid: int = 0) -> Trace:
-    """Records of every traced process, and the captured frames, as one Trace. Call ids are renumbered in
-    time order (1, 2, ...) and sockets in order of appearance; packet ids are frame numbers in the file."""
-    raw_calls = sorted((r for r in records if r.get("kind") == "call"), key=lambda r: (r["start_ns"], r["id"]))
+    """The probe's items from every traced process, and the captured frames, as one Trace. Call ids are
+    renumbered in time order (1, 2, ...) and sockets in order of appearance; packet ids are frame numbers."""
+    loader = Loader()
+    loader.feed(items)
+    raw_calls = sorted(loader.calls, key=lambda r: (r["start_ns"], r["id"]))
     new_id = {r["id"]: i + 1 for i, r in enumerate(raw_calls)}
     sockets: dict[int, int] = {}
     for r in raw_calls:
         if r.get("socket"):
             sockets.setdefault(r["socket"], len(sockets) + 1)
-    calls = tuple(replace(call_from(r), id=new_id[r["id"]], socket=sockets.get(r.get("socket") or 0, 0))
+    calls = tuple(call_from({**r, "id": new_id[r["id"]], "socket": sockets.get(r.get("socket") or 0, 0)})
                   for r in raw_calls)
+    records = loader.other
     raised = [r for r in records if r.get("kind") == "exception"]
     exc_rec = next((r for r in raised if r.get("pid") == pid), raised[0] if raised else None)
     exception = _renumber(exception_from(exc_rec), new_id)
     notes = [r["text"] for r in records if r.get("kind") == "note"] + _process_notes(calls, pid)
     frames = capture.frames
-    decoded = [dissect(i + 1, t, d, capture.linktype, n)
+    decoded = [dissect(i, t, d, capture.linktype, n)
                for i, (t, n, d) in enumerate(zip(frames.times, frames.lengths, frames.data, strict=True))]
-    kept = traced_packets(calls, decoded)
-    packets = tuple(replace(p, id=i + 1) for i, p in enumerate(kept))  # ids = frame numbers
+    kept = [p.id for p in traced_packets(calls, decoded)]
+    # decoded again with their final ids (frame numbers in the file): cheaper than copying frozen records
+    packets = tuple(dissect(n + 1, frames.times[i], frames.data[i], capture.linktype, frames.lengths[i])
+                    for n, i in enumerate(kept))
     numbers = {c.errno for c in calls if c.errno} | ({exception.errno} if exception and exception.errno else set())
     info = CaptureInfo(capture.interface, None, len(packets), len(frames), capture.dropped, capture.linktype)
     return Trace(client.title, client.shown, packets, calls, exception, info, started, returncode, tuple(notes),

@@ -243,3 +243,21 @@ def test_under_sudo_the_program_runs_as_the_invoking_user(workdir: Path) -> None
         assert "uid=0 gid=0" in done.stdout
     finally:
         shutil.rmtree(shared)
+
+
+def test_burst_is_captured_completely_and_limits_are_reported(workdir: Path) -> None:
+    burst = Path(__file__).parent.parent / "scripts" / "bench" / "burst.py"
+    done, data = run(workdir, str(burst), "--datagrams", "5000", "--connects", "100", options=("--no-kernel",))
+    assert done.returncode == 0, done.stderr
+    offered = json.loads(done.stdout)["offered"]
+    assert data["capture"]["dropped"] == 0
+    assert len(data["packets"]) == offered == 5200  # every datagram, every SYN and RST/ACK
+    refused = [c for c in data["calls"] if c["op"] == "connect_ex" and c["errno"] == 111]
+    assert len(refused) == 100 and all(len(c["packets"]) == 2 for c in refused)
+    sends = [c for c in data["calls"] if c["op"] == "sendto"]
+    assert len(sends) == 5000 and all(len(c["packets"]) == 1 for c in sends)
+    assert "--all shows each" in done.stderr  # a large run is summarised
+    done, data = run(workdir, str(burst), "--datagrams", "300", "--connects", "0",
+                     options=("--no-kernel", "--max-packets", "100", "--snaplen", "60"))
+    assert len(data["packets"]) == 100 and max(p["length"] for p in data["packets"]) > 60
+    assert any("kept the first 100 frames" in n for n in data["notes"])

@@ -41,6 +41,7 @@ _INBOUND_BPF = [(0x20, 0, 0, 0xFFFFF004), (0x15, 0, 1, PACKET_OUTGOING), (0x06, 
 
 BUFFER_BYTES = 64 << 20
 SNAPLEN = 262144
+MAX_PACKETS = 5_000_000  # the default cap: about 1 GB of memory by the time it is reached
 
 
 class CaptureError(Exception):
@@ -68,9 +69,11 @@ def _sock_fprog(program: list[tuple[int, int, int, int]]) -> tuple[bytes, ctypes
 class Capture:
     """A live capture. Use `open()`, then `pump()` while the client runs, then `stop()`."""
 
-    def __init__(self, interface: str, snaplen: int = SNAPLEN) -> None:
+    def __init__(self, interface: str, snaplen: int = SNAPLEN, max_packets: int = MAX_PACKETS) -> None:
         self.interface = interface
         self.snaplen = snaplen
+        self.max_packets = max_packets
+        self.over = 0  # frames seen after max_packets was reached (read, counted, not kept)
         self.frames = Frames()
         self.dropped = 0
         self.linktype = LINKTYPE_ETHERNET
@@ -119,8 +122,10 @@ class Capture:
         assert self._sock is not None
         return self._sock.fileno()
 
-    def pump(self, marker: bytes | None = None) -> bool:
-        """Read every frame queued now, without blocking. True if `marker` was among them (it is not kept)."""
+    def pump(self, marker: tuple[bytes, bytes] | None = None) -> bool:
+        """Read every frame queued now, without blocking. True if the marker datagram was among them (it is not
+        kept): `marker` is (its UDP ports as they sit in the frame, its payload); with a short snap length only
+        the part of the payload that was kept is compared."""
         sock = self._sock
         assert sock is not None
         times, lengths, data = self.frames.times, self.frames.lengths, self.frames.data
@@ -131,8 +136,13 @@ class Capture:
             except BlockingIOError:
                 return False
             frame = bytes(view[: min(n, snap)])
-            if marker is not None and marker in frame:
-                return True
+            if marker is not None and frame[34:38] == marker[0] and frame[23:24] == b"\x11":
+                payload = frame[42:]
+                if marker[1].startswith(payload):
+                    return True
+            if len(data) >= self.max_packets:
+                self.over += 1
+                continue
             ts = 0
             for level, kind, value in anc:
                 if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
@@ -165,10 +175,12 @@ class Capture:
     # -- internals ---------------------------------------------------------------------------------------------
 
     def _drain_to_marker(self, timeout: float) -> None:
-        marker = b"wirestack-drain-" + os.urandom(16).hex().encode()
+        token = b"wirestack-drain-" + os.urandom(16).hex().encode()
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
             udp.bind(("127.0.0.1", 0))
-            udp.sendto(marker, udp.getsockname())
+            port = udp.getsockname()[1]
+            udp.sendto(token, udp.getsockname())
+            marker = (struct.pack("!HH", port, port), token)  # IPv4 over Ethernet: UDP ports at offset 34
             deadline = time.monotonic() + timeout
             while not self.pump(marker):
                 left = deadline - time.monotonic()

@@ -35,6 +35,12 @@ def _port(text: str) -> int:
     return value
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, not {text!r}")
+    return int(text)
+
+
 def _width(text: str) -> int:
     if not text.isdigit() or not 40 <= int(text) <= 1000:
         raise argparse.ArgumentTypeError(f"width must be a number of columns from 40 to 1000, not {text!r}")
@@ -51,6 +57,10 @@ def _output_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--width", type=_width, default=None, help="columns for the report")
     p.add_argument("--no-kernel", action="store_true", help="do not record the kernel's tracepoints")
     p.add_argument("--all", action="store_true", help="show every failed call and packet, even in a large run")
+    p.add_argument("--max-packets", type=_positive, default=None, metavar="N",
+                   help="keep at most N frames (default 5,000,000), like tcpdump -c")
+    p.add_argument("-s", "--snaplen", type=_positive, default=None, metavar="BYTES",
+                   help="keep at most BYTES of each frame (default 262144), like tcpdump -s")
 
 
 RUN_USAGE = "wirestack run [OPTIONS] (SCRIPT | -m MODULE | -c CODE) [ARGS...]"
@@ -82,7 +92,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 # run's options that take a value
-_VALUED = {"-i", "--interface", "-w", "--write", "--json", "--width", "--python", "--timeout"}
+_VALUED = {"-i", "--interface", "-w", "--write", "--json", "--width", "--python", "--timeout", "-s", "--snaplen",
+           "--max-packets"}
 
 
 def split_run_argv(argv: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -182,10 +193,14 @@ def _execute(args: argparse.Namespace, client: Any, name: str, *, user: tuple[in
     except OutputError as exc:
         return _fail(str(exc))
 
+    if args.snaplen is not None and args.snaplen < 64:
+        return _fail("--snaplen must be at least 64 bytes (headers and wirestack's own end marker)")
     code = 0
     stop_on_signals()
     try:
-        trace = run_traced(client, args.interface, timeout=timeout, user=user, kernel=not args.no_kernel)
+        limits = {k: v for k, v in (("max_packets", args.max_packets), ("snaplen", args.snaplen)) if v}
+        trace = run_traced(client, args.interface, timeout=timeout, user=user, kernel=not args.no_kernel,
+                           **limits)
     except (CaptureError, ProgramError) as exc:
         return _fail(str(exc))
     except Interrupted as exc:

@@ -22,7 +22,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from .model import Addr, Call, KernelEvent, Packet
-from .pairing import TOLERANCE_NS, KernelPairing, Timeline, choose, endpoints, matches, norm_host
+from .pairing import TOLERANCE_NS, KernelPairing, Timeline, candidates, choose, endpoints, index_endpoints, norm_host
 
 _LINE = re.compile(r"^\s*(?P<comm>.*?)-(?P<pid>\d+)\s+(?:\(\s*[\d-]+\)\s+)?\[(?P<cpu>\d+)\]\s+(?P<flags>\S+)\s+"
                    r"(?P<sec>\d+)\.(?P<usec>\d{6}):\s(?P<body>.*)$")
@@ -96,7 +96,7 @@ SYSCALL_OPS = {"connect": {"connect", "connect_ex"}, "accept4": {"accept"}, "acc
 def align_kernel(events: Sequence[KernelEvent], calls: Sequence[Call],
                  packets: Sequence[Packet]) -> list[KernelPairing]:
     """Pair each event with a call and packets; events of other programs get no pairing (and are dropped)."""
-    eps = endpoints(calls)
+    index = index_endpoints(endpoints(calls))
     pids = {c.pid for c in calls if c.pid}
     grouped_pid: dict[int, list[Call]] = defaultdict(list)
     grouped_socket: dict[int, list[Call]] = defaultdict(list)
@@ -138,7 +138,7 @@ def align_kernel(events: Sequence[KernelEvent], calls: Sequence[Call],
             if running is not None and running.remote and running.remote[1] == remote[1]:
                 call = running
         else:
-            ep = choose([e for e in eps if matches(e, proto, local, remote)], ev.time_ns)
+            ep = choose(candidates(index, proto, local, remote), ev.time_ns)
             if ep is None:
                 continue
             mine = by_socket.get(ep.socket, empty)

@@ -332,19 +332,24 @@ def _ops_for(p: Packet, side: str) -> set[str]:
 
 def traced_packets(calls: Sequence[Call], packets: Sequence[Packet]) -> list[Packet]:
     """Only the packets of the traced program's flows (other traffic on the interface stays out)."""
-    index = _index(endpoints(calls))
+    index = index_endpoints(endpoints(calls))
     return [p for p in packets if _sides(p, index)]
 
 
 _Index = dict[tuple[str, int], list[_Endpoint]]
 
 
-def _index(eps: list[_Endpoint]) -> _Index:
+def index_endpoints(eps: list[_Endpoint]) -> _Index:
     """Endpoints by (protocol, local port): a packet only looks at the sockets of its own ports."""
     out: _Index = defaultdict(list)
     for e in eps:
         out[(e.proto, e.local[1])].append(e)
     return out
+
+
+def candidates(index: _Index, proto: str, local: Addr, remote: Addr) -> list[_Endpoint]:
+    """The traced sockets that had this flow (at some time)."""
+    return [e for e in index.get((proto, local[1]), ()) if matches(e, proto, local, remote)]
 
 
 def _sides(p: Packet, index: _Index) -> list[tuple[str, list[_Endpoint]]]:
@@ -371,7 +376,7 @@ def _sides(p: Packet, index: _Index) -> list[tuple[str, list[_Endpoint]]]:
 
 def align(calls: Sequence[Call], packets: Sequence[Packet]) -> Alignment:
     """Pair packets with calls, and calls' packets with the frames they were made from."""
-    index = _index(endpoints(calls))
+    index = index_endpoints(endpoints(calls))
     grouped: dict[int, list[Call]] = defaultdict(list)
     for c in sorted(calls, key=lambda c: (c.start_ns, c.id)):
         if c.socket:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from . import errnos, kevents, tracefs
-from .capture import Capture
+from .capture import MAX_PACKETS, SNAPLEN, Capture
 from .dissect import dissect
 from .model import Call, CaptureInfo, ExceptionInfo, Trace
 from .pairing import traced_packets
@@ -116,11 +116,12 @@ OnFrame = Callable[[int, bytes], None]
 
 
 def run_traced(client: Client, interface: str = "lo", timeout: float | None = 120.0,
-               on_frame: OnFrame | None = None, user: tuple[int, int] | None = None, kernel: bool = True) -> Trace:
+               on_frame: OnFrame | None = None, user: tuple[int, int] | None = None, kernel: bool = True,
+               snaplen: int = SNAPLEN, max_packets: int = MAX_PACKETS) -> Trace:
     """Capture on `interface` while `client` runs under the probe; return everything recorded.
     `on_frame(time_ns, raw)` is called for each frame as it is captured (live progress; all traffic on the
     interface, so filter before showing). `user` (uid, gid): run the client as that user."""
-    capture = Capture(interface).open()
+    capture = Capture(interface, snaplen, max_packets).open()
     recorder, kernel_off = None, "kernel layer off: --no-kernel"
     if kernel:
         try:
@@ -155,6 +156,10 @@ def run_traced(client: Client, interface: str = "lo", timeout: float | None = 12
         raise ProgramError(error)
     if timed_out:
         records.append({"kind": "note", "text": f"the client was stopped after {timeout:g} s"})
+    if capture.over:
+        records.append({"kind": "note", "text": f"the capture kept the first {capture.max_packets} frames "
+                        f"(--max-packets) and counted {capture.over} more without keeping them: packets after "
+                        "that point are missing from the report and the file"})
     trace = build_trace(client, capture, records, started, returncode, pid)
     if kernel_text is not None:
         text, offset, notes = kernel_text

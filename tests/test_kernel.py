@@ -21,8 +21,8 @@ SAMPLE = """\
          python3-31181   [001] ..... 1700000000.000012: inet_sock_set_state: family=AF_INET protocol=IPPROTO_TCP \
 sport=0 dport=464 saddr=127.0.0.1 daddr=127.0.0.1 saddrv6=::ffff:127.0.0.1 daddrv6=::ffff:127.0.0.1 \
 oldstate=TCP_CLOSE newstate=TCP_SYN_SENT
-         python3-31181   [001] .Ns1. 1700000000.000020: tcp_send_reset: skbaddr=00000000efe66a2c skaddr=0000000000000000 \
-src=127.0.0.1:464 dest=127.0.0.1:40000 state=UNKNOWN reason=NO_SOCKET
+         python3-31181   [001] .Ns1. 1700000000.000020: tcp_send_reset: skbaddr=00000000efe66a2c \
+skaddr=0000000000000000 src=127.0.0.1:464 dest=127.0.0.1:40000 state=UNKNOWN reason=NO_SOCKET
          python3-31181   [001] .Ns1. 1700000000.000021: kfree_skb: skbaddr=00000000efe66a2c rx_sk=0000000000000000 \
 protocol=2048 location=tcp_v4_rcv+0x91/0x13f0 reason: NO_SOCKET
          python3-31181   [001] .N... 1700000000.000030: inet_sk_error_report: family=AF_INET protocol=IPPROTO_TCP \

@@ -27,7 +27,7 @@ def main() -> None:
     closed.close()  # bound then closed: nothing listens there
     start = time.perf_counter()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as out:
-        for i in range(args.datagrams):
+        for _ in range(args.datagrams):
             out.sendto(b"x" * 32, target)
     refused = 0
     for _ in range(args.connects):

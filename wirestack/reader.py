@@ -124,11 +124,12 @@ class _Interface:
 
 
 def _to_ns(ts: int, iface: _Interface) -> int:
+    base = iface.offset_s * 1_000_000_000
     if iface.binary:
-        return ((ts * 1_000_000_000) >> iface.units) + iface.offset_s * 1_000_000_000
+        return int((ts * 1_000_000_000) >> iface.units) + base
     if iface.units <= 9:
-        return ts * 10 ** (9 - iface.units) + iface.offset_s * 1_000_000_000
-    return ts // 10 ** (iface.units - 9) + iface.offset_s * 1_000_000_000
+        return int(ts * 10 ** (9 - iface.units)) + base
+    return int(ts // 10 ** (iface.units - 9)) + base
 
 
 def _options(data: bytes, pos: int, end: int, order: str) -> list[tuple[int, bytes]]:
@@ -236,7 +237,8 @@ def recorded_trace(cf: CaptureFile) -> Trace | None:
         if labels:
             trace = replace(trace, packets=tuple(replace(p, app=labels.get(p.id, "")) for p in trace.packets))
         return trace
-    note = (f"this file holds {len(packets)} packets where the run recorded {count}" if count != len(packets)
+    note = (f"this file holds {len(packets)} of the {count} packets the run recorded" if count != len(packets)
             else "this file's packets differ from those the run recorded")
-    note += " (it was filtered or edited after wirestack wrote it): calls and packets were paired again"
+    note += (" (the file is cut short)" if cf.error else " (it was filtered or edited after wirestack wrote it)")
+    note += ": calls and packets were paired again on what is there"
     return replace(trace, notes=(*trace.notes, note))

@@ -94,7 +94,8 @@ def packet_row(p: Packet, t0: int, incoming: bool = False) -> list[Text]:
     return [Text(f"#{p.id}", style="bold"), Text(offset(p.time_ns - t0), justify="right"), Text(arrow),
             Text(f"{endpoint(p.src, p.sport)} → {endpoint(p.dst, p.dport)}" if p.sport or p.dport
                  else f"{p.src} → {p.dst}"),
-            Text(p.proto), Text(detail, style="yellow" if "R" in p.flags else ""), Text(f"len={len(p.payload)}")]
+            Text(p.proto), Text(detail, style="yellow" if "R" in p.flags else ""),
+            Text.assemble(f"len={len(p.payload)}", (f"  {p.app}" if p.app else "", "cyan"))]
 
 
 def _packet_table(report: Report, pids: tuple[int, ...], t0: int, call: Call) -> Table:

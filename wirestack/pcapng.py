@@ -5,14 +5,14 @@ Section Header Block, one Interface Description Block (link type, snap length, i
 Enhanced Packet Block per packet, each with one opt_comment per pairing. The Section Header Block also
 carries the whole recorded trace (see `wirestack.archive`), so that `wirestack read` needs nothing else.
 
-A comment is the sentence a person reads, then ` | wirestack ` and the same facts as key=value pairs (the
+A comment is the sentence a person reads, then the same facts as key=value pairs in `[wirestack ...]` (the
 form the Lua post-dissector `wirestack/data/wirestack.lua` turns into fields; documented in README.md):
 
     sent by connect() → ECONNREFUSED (111) at socket.py:836 create_connection ← smtplib.py:312 _get_socket ← ...
-      | wirestack call=2 op=connect role=sent errno=111 errname=ECONNREFUSED socket=1 thread=MainThread
-        frame="socket.py:836 create_connection" frame="smtplib.py:312 _get_socket" ...
+      [wirestack call=2 op=connect role=sent errno=111 errname=ECONNREFUSED socket=1 thread=MainThread
+       frame="socket.py:836 create_connection" frame="smtplib.py:312 _get_socket" ...]
 
-Values are bare (no space or quote) or double-quoted with backslash escapes; `frame` repeats, innermost first;
+Values are bare (no space, quote, bracket or equals sign) or double-quoted with backslash escapes; `frame` repeats, innermost first;
 `errno`/`errname` only when the call failed with one. tshark shows comments as `frame.comment`.
 """
 
@@ -69,20 +69,20 @@ def where(call: Call) -> str:
 
 def quote(value: str) -> str:
     """A key=value value: bare when it has no space, quote or backslash, else double-quoted and escaped."""
-    if value and not any(ch in value for ch in ' "\\|=') and value.isprintable():
+    if value and not any(ch in value for ch in ' "\\[]=') and value.isprintable():
         return value
     escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
     return f'"{escaped}"'
 
 
 def fields(**pairs: object) -> str:
-    """' | wirestack key=value ...': lists repeat their key; None is left out."""
+    """' [wirestack key=value ...]': lists repeat their key; None is left out."""
     out = []
     for key, value in pairs.items():
         for v in (value if isinstance(value, list) else [value]):
             if v is not None:
                 out.append(f"{key}={quote(str(v))}")
-    return " | wirestack " + " ".join(out)
+    return " [wirestack " + " ".join(out) + "]"
 
 
 def comment(call: Call, role: str, socket: int | None = None) -> str:

@@ -95,7 +95,7 @@ def packet_row(p: Packet, t0: int, incoming: bool = False) -> list[Text]:
             Text(f"{endpoint(p.src, p.sport)} → {endpoint(p.dst, p.dport)}" if p.sport or p.dport
                  else f"{p.src} → {p.dst}"),
             Text(p.proto), Text(detail, style="yellow" if "R" in p.flags else ""),
-            Text.assemble(f"len={len(p.payload)}", (f"  {p.app}" if p.app else "", "cyan"))]
+            Text.assemble(f"len={len(p.payload)}", (f"  {p.app}", "cyan")) if p.app else Text(f"len={len(p.payload)}")]
 
 
 def _packet_table(report: Report, pids: tuple[int, ...], t0: int, call: Call) -> Table:

@@ -2,7 +2,7 @@
 --
 -- wirestack writes one packet comment per Python socket call a packet is paired with:
 --
---   <sentence for people> | wirestack key=value key="quoted value" ...
+--   <sentence for people> [wirestack key=value key="quoted value" ...]
 --
 -- Keys: call (id), op (connect, send, ...), role (sent, received, kernel), errno and errname (only when the
 -- call failed with an errno), socket, thread, frame (repeated, innermost first: "socket.py:836
@@ -34,14 +34,14 @@ proto.fields = { fields.call, fields.op, fields.role, fields.errno, fields.errna
                  fields.frame }
 
 local comment_field = Field.new("frame.comment")
-local MARK = " | wirestack "
+local MARK = " [wirestack "
 
 -- "k=v k=\"a b\"" -> { {k, v}, {k, "a b"} }
 local function parse(tail)
     local out, i, n = {}, 1, #tail
     while i <= n do
         local s = tail:find("[^ ]", i)
-        if not s then break end
+        if not s or tail:sub(s, s) == "]" then break end
         local eq = tail:find("=", s, true)
         if not eq then break end
         local key, value = tail:sub(s, eq - 1), nil
@@ -61,7 +61,7 @@ local function parse(tail)
             end
             value, i = table.concat(buf), j + 1
         else
-            local e = tail:find(" ", eq + 1, true) or (n + 1)
+            local e = tail:find("[ %]]", eq + 1) or (n + 1)
             value, i = tail:sub(eq + 1, e - 1), e
         end
         out[#out + 1] = { key, value }
@@ -73,7 +73,12 @@ function proto.dissector(tvb, pinfo, tree)
     local comments = { comment_field() }
     for _, fi in ipairs(comments) do
         local text = tostring(fi.value)
-        local at = text:find(MARK, 1, true)
+        local at, from = nil, 1
+        while true do  -- the last occurrence: the sentence before it is free text
+            local found = text:find(MARK, from, true)
+            if not found then break end
+            at, from = found, found + 1
+        end
         if at then
             local item = tree:add(proto, tvb(0, 0), "wirestack: " .. text:sub(1, at - 1))
             for _, kv in ipairs(parse(text:sub(at + #MARK))) do

@@ -181,9 +181,11 @@ def _other_calls(report: Report, skip: set[int]) -> RenderableType | None:
         table.add_column(name)
     for c in shown:
         where = c.frames[-1] if c.frames else None
+        pids = report.alignment.packets_of_call(c.id)
+        apps = list(dict.fromkeys(report.packet(p).app for p in pids if report.packet(p).app))
         table.add_row(Text(call_line(c)), c.thread,
                       f"{where.file.rsplit('/', 1)[-1]}:{where.line} {where.function}" if where else "",
-                      ids(report.alignment.packets_of_call(c.id)))
+                      Text.assemble(ids(pids), (("  " + "; ".join(apps)) if apps else "", "cyan")))
     return table
 
 

@@ -74,6 +74,12 @@ class _Flow:
         self.ex_icmp: tuple[int, int, str] | None = None  # (datagram id, ICMP id, what)
         self.ex_retrans: int | None = None
 
+    def answered_after_retransmits(self) -> None:
+        if self.syns > 1:
+            self.retrans += self.syns - 1
+            if self.ex_retrans is None:
+                self.ex_retrans = self.syn_ids[1][0]
+
     def close_attempt(self) -> None:
         if self.state == 1:  # SYN sent, never answered
             self.unanswered += 1
@@ -220,9 +226,8 @@ def _tcp(flows: dict[tuple[int, _Ep, _Ep], _Flow], pid: int, t: int, length: int
     f.last, f.end = pid, t
     from_client = src == f.client
     if syn and not ackf:
-        if from_client and f.isn == seq and f.state == 1:
+        if from_client and f.isn == seq and f.state == 1:  # counted as retransmits if it gets an answer
             f.syns += 1
-            f.retrans += 1
             f.syn_ids.append((pid, t))
             return
         f.close_attempt()
@@ -234,11 +239,13 @@ def _tcp(flows: dict[tuple[int, _Ep, _Ep], _Flow], pid: int, t: int, length: int
         return
     if syn and ackf:
         if f.state == 1:
+            f.answered_after_retransmits()
             f.state = 2
             f.syn_ids = []
         return
     if rst:
         if f.state == 1 and not from_client and (not ackf or ack == (f.isn + 1) % (1 << 32)):
+            f.answered_after_retransmits()
             f.refused += 1
             if f.ex_refused is None:
                 last_id, last_t = f.syn_ids[-1] if f.syn_ids else (f.first, f.start)

@@ -103,10 +103,10 @@ def label(f: dict[str, str]) -> str:
         param = f.get("smtp.req.parameter", "")
         return _short(f"SMTP {f['smtp.req.command']} {param}".strip())
     if f.get("smtp.response.code"):
-        codes = f["smtp.response.code"].split(",")
-        params = f.get("smtp.rsp.parameter", "").split(",")
-        text = f"SMTP {codes[0]} {params[0] if params else ''}".strip()
-        return _short(text) + (f" (+{len(codes) - 1} lines)" if len(codes) > 1 else "")
+        code = f["smtp.response.code"].split(",")[0]
+        params = f.get("smtp.rsp.parameter", "").split(",")  # one a line of a multi-line reply
+        text = f"SMTP {code} {params[0]}".strip()
+        return _short(text) + (f" (+{len(params) - 1} lines)" if len(params) > 1 else "")
     if f.get("http.request.method"):
         return _short(f"HTTP {f['http.request.method']} {f.get('http.request.uri', '')} "
                       f"{f.get('http.request.version', '')}".strip(), 60)

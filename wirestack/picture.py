@@ -112,7 +112,7 @@ def ladder(report: Report | WireReport) -> Ladder:
             peers.append(theirs)
         rows.append((p, outgoing, theirs, frame, call_text))
     shown_peers = peers[: MAX_PEERS - 1] if len(peers) > MAX_PEERS else peers
-    lifelines = [_client_label(client_eps, isinstance(report, Report))] + shown_peers
+    lifelines = [_client_label(client_eps, isinstance(report, Report))] + [f"peer {x}" for x in shown_peers]
     if len(peers) > len(shown_peers):
         lifelines.append(f"{len(peers) - len(shown_peers)} other peers")
     arrows = []
@@ -209,7 +209,8 @@ def ladder_svg(lad: Ladder, x0: float = 20, y0: float = 0, traced: bool = True) 
     """SVG elements of the ladder (from y0), its height and width."""
     left_w = 360 if traced else 0
     gap = 230
-    xs = [x0 + left_w + 90 + i * gap for i in range(len(lad.lifelines))]
+    first = x0 + left_w + max(90.0, len(lad.lifelines[0]) * CHAR_W / 2 + 10) if lad.lifelines else x0
+    xs = [first + i * gap for i in range(len(lad.lifelines))]
     width = (xs[-1] if xs else x0) + 150
     top = y0 + 10
     bottom = top + 40 + ROW_H * max(1, len(lad.arrows)) + (LINE_H if lad.left_out else 0)

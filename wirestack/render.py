@@ -181,12 +181,26 @@ def _other_calls(report: Report, skip: set[int]) -> RenderableType | None:
         table.add_column(name)
     for c in shown:
         where = c.frames[-1] if c.frames else None
-        pids = report.alignment.packets_of_call(c.id)
-        apps = list(dict.fromkeys(report.packet(p).app for p in pids if report.packet(p).app))
         table.add_row(Text(call_line(c)), c.thread,
                       f"{where.file.rsplit('/', 1)[-1]}:{where.line} {where.function}" if where else "",
-                      Text.assemble(ids(pids), (("  " + "; ".join(apps)) if apps else "", "cyan")))
+                      ids(report.alignment.packets_of_call(c.id)))
     return table
+
+
+def _application_layer(report: Report) -> RenderableType | None:
+    """Packets with an application-layer meaning (tshark's), one line each."""
+    labelled = [p for p in report.trace.packets if p.app]
+    if not labelled:
+        return None
+    table = Table.grid(padding=(0, 1))
+    for _ in range(3):
+        table.add_column(no_wrap=True)
+    for p in labelled[:MAX_PACKETS_SHOWN]:
+        table.add_row(Text(f"  #{p.id}", style="bold"), f"{endpoint(p.src, p.sport)} → {endpoint(p.dst, p.dport)}",
+                      Text(p.app, style="cyan"))
+    if len(labelled) > MAX_PACKETS_SHOWN:
+        table.add_row(Text(f"  … {len(labelled) - MAX_PACKETS_SHOWN} more", style="dim"), "", "")
+    return Group(Text("Application layer (as tshark dissects it)", style="bold"), table)
 
 
 def exit_line(code: int | None) -> str | None:
@@ -232,6 +246,9 @@ def report_renderable(report: Report) -> RenderableType:
     other = _other_calls(report, skip)
     if other is not None:
         parts += [Text(""), other]
+    app = _application_layer(report)
+    if app is not None:
+        parts += [Text(""), app]
     if report.findings:
         bullets = Table.grid(padding=(0, 1))
         bullets.add_column(no_wrap=True)

@@ -103,3 +103,17 @@ def test_calls_keep_what_pairing_needs() -> None:
     assert call_from(archive.call_to_dict(c)) == c
     assert refused(3).frames == archive.trace_from_dict(
         archive.trace_to_dict(replace(_trace(), exception=refused(3))), ()).exception.frames  # type: ignore[union-attr]
+
+
+def test_a_damaged_trace_falls_back_to_the_wire_with_a_note(tmp_path: Path) -> None:
+    from wirestack.readback import load
+
+    data = bytearray(_file(tmp_path).read_bytes())
+    at = data.index(archive.MAGIC) + 9  # inside the compressed data of the first chunk
+    data[at : at + 8] = b"\xff" * 8
+    (tmp_path / "bad.pcapng").write_bytes(bytes(data))
+    loaded = load(tmp_path / "bad.pcapng", decode_app=False)
+    assert loaded.report is None and loaded.wire is not None
+    assert loaded.wire.notes[0].startswith("the file carries a wirestack trace that cannot be read (the trace is "
+                                           "damaged")
+    assert len(loaded.wire.packets) == 2

@@ -36,3 +36,21 @@ def test_shipped_capture_reads_back(path: Path) -> None:
         assert f"Number of packets:   {len(data['packets'])}" in out
     text = wirestack("read", str(path), "--no-color")
     assert text.returncode == 0 and text.stdout.startswith(f"wirestack {path.stem}: ")
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_shipped_capture_opens_cleanly_and_its_errnos_filter(path: Path) -> None:
+    tshark = shutil.which("tshark")
+    assert tshark, "tshark is required (scripts/bootstrap installs it)"
+    plain = subprocess.run([tshark, "-r", str(path)], capture_output=True, text=True)
+    assert plain.returncode == 0
+    assert [ln for ln in plain.stderr.splitlines() if not ln.startswith("Running as user")] == []
+    data = json.loads(wirestack("read", str(path), "--json", "-").stdout)
+    lua = wirestack("wireshark", "--path").stdout.strip()
+    for c in data["calls"]:
+        if c["errno"] is None or not c["packets"]:
+            continue
+        done = subprocess.run([tshark, "-X", f"lua_script:{lua}", "-r", str(path), "-Y",
+                               f"wirestack.errno == {c['errno']} && wirestack.call == {c['id']}", "-T", "fields",
+                               "-e", "frame.number"], capture_output=True, text=True)
+        assert [int(n) for n in done.stdout.split()] == c["packets"], done.stderr

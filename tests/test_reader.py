@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from pcaps import A, B, T0, pcap, pcapng, refused, tcp
+from pcaps import T0, A, B, pcap, pcapng, refused, tcp
 
 from wirestack.reader import ReadError, parse
 

@@ -103,7 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-_VALUED = {"-i", "--interface", "-w", "--write", "--json", "--width", "--python", "--timeout"}
+_VALUED = {"-i", "--interface", "-w", "--write", "--json", "--width", "--python", "--timeout", "--svg", "--html"}
 
 
 def split_run_argv(argv: Sequence[str]) -> tuple[list[str], list[str]]:

@@ -12,8 +12,9 @@ form the Lua post-dissector `wirestack/data/wirestack.lua` turns into fields; do
       [wirestack call=2 op=connect role=sent errno=111 errname=ECONNREFUSED socket=1 thread=MainThread
        frame="socket.py:836 create_connection" frame="smtplib.py:312 _get_socket" ...]
 
-Values are bare (no space, quote, bracket or equals sign) or double-quoted with backslash escapes; `frame` repeats, innermost first;
-`errno`/`errname` only when the call failed with one. tshark shows comments as `frame.comment`.
+Values are bare (no space, quote, bracket or equals sign) or double-quoted with backslash escapes; `frame`
+repeats, innermost first; `errno`/`errname` only when the call failed with one. tshark shows comments as
+`frame.comment`.
 """
 
 from __future__ import annotations

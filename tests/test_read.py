@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import select
 import shutil
 import socket
 import subprocess
@@ -123,10 +124,15 @@ def test_ordinary_tcpdump_capture(workdir: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # bound, not listening: connections to it are refused
-        dump = subprocess.Popen([tcpdump, "-i", "lo", "-Q", "in", "-U", "-w", "dump.pcap", f"tcp port {port}"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        # --immediate-mode: without it, packets wait in the kernel ring for a 1 s block timeout and are lost
+        # when tcpdump is stopped ("12 packets received by filter", "0 packets captured")
+        dump = subprocess.Popen([tcpdump, "-i", "lo", "-Q", "in", "-U", "--immediate-mode", "-w", "dump.pcap",
+                                 f"tcp port {port}"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
-            time.sleep(1.0)  # tcpdump prints "listening" before the capture is live
+            assert dump.stderr is not None
+            ready = select.select([dump.stderr], [], [], 10)[0]
+            assert ready and "listening on" in dump.stderr.readline()
+            time.sleep(0.5)  # tcpdump says "listening" before the capture is live
             for _ in range(3):
                 with socket.socket() as c, pytest.raises(ConnectionRefusedError):
                     c.connect(("127.0.0.1", port))
@@ -137,6 +143,6 @@ def test_ordinary_tcpdump_capture(workdir: Path) -> None:
     done = wirestack("read", "dump.pcap", "--json", "-")
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
-    assert data["capture"]["packets"] == 6, (data["capture"], dump.stderr)
+    assert data["capture"]["packets"] == 6, (data["capture"], dump.stderr.read() if dump.stderr else "")
     assert data["explanation"][0]["text"].startswith(f"3 connection attempts to 127.0.0.1:{port} were refused")
     assert all(not p["calls"] and p["role"] is None for p in data["packets"])

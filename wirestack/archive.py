@@ -12,7 +12,7 @@ Where (format 1, documented in README.md): in the Section Header Block, as pcapn
 
 and the data of all chunks, in index order, is zlib-compressed UTF-8 JSON:
 
-    {"format": 1, "wirestack": VERSION, "trace": {...see trace_to_dict...},
+    {"format": 1, "wirestack": VERSION, "trace": {every field of model.Trace but packets, see encode_value},
      "packets": {"count": N, "digest": sha256 hex of (time_ns, caplen, bytes) of every packet, "app": {id: label}}}
 
 Why there: tshark/Wireshark 4.0 read SHB custom options silently and copy them when they save or filter a file
@@ -24,16 +24,17 @@ reserves for documentation and examples (wirestack has none of its own); the "WS
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import struct
 import zlib
 from collections.abc import Iterable, Sequence
-from typing import Any
+from types import UnionType
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from . import __version__
-from .model import Call, CaptureInfo, ExceptionInfo, Frame, Packet, Trace
-from .records import call_from, exception_from
+from .model import Packet, Trace
 
 FORMAT = 1
 PEN = 32473
@@ -47,51 +48,73 @@ class ArchiveError(Exception):
     """The trace in the file cannot be read; the message is one line for the user."""
 
 
-def _frame(f: Frame) -> dict[str, Any]:
-    return {"file": f.file, "line": f.line, "function": f.function, "code": f.code, "instance": f.instance}
+def encode_value(value: Any, tp: Any) -> Any:
+    """A typed model value as JSON data, directed by its type hint: dataclasses as objects (every field, so
+    fields added to the model later are stored without touching this module), tuples and lists as arrays,
+    dicts as arrays of [key, value] pairs (keys need not be strings), bytes as hex, `Any` as it is."""
+    if value is None or tp is Any:
+        return value
+    origin, args = get_origin(tp), get_args(tp)
+    if origin in (Union, UnionType):
+        inner = [a for a in args if a is not type(None)]
+        return encode_value(value, inner[0] if len(inner) == 1 else Any)
+    if dataclasses.is_dataclass(tp):
+        hints = get_type_hints(tp)
+        return {f.name: encode_value(getattr(value, f.name), hints[f.name]) for f in dataclasses.fields(tp)
+                if f.name not in _SKIP.get(tp, ())}
+    if origin in (tuple, list):
+        if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
+            return [encode_value(v, a) for v, a in zip(value, args, strict=True)]
+        return [encode_value(v, args[0] if args else Any) for v in value]
+    if origin is dict:
+        return [[encode_value(k, args[0]), encode_value(v, args[1])] for k, v in value.items()]
+    if tp is bytes:
+        return bytes(value).hex()
+    return value
 
 
-def call_to_dict(c: Call) -> dict[str, Any]:
-    """A call in the probe's record shape, so that `records.call_from` reads it back unchanged."""
-    return {"id": c.id, "op": c.op, "thread": c.thread, "start_ns": c.start_ns, "end_ns": c.end_ns,
-            "frames": [_frame(f) for f in c.frames], "socket": c.socket, "family": c.family, "type": c.kind,
-            "errno": c.errno, "error": c.error, "local": list(c.local) if c.local else None,
-            "remote": list(c.remote) if c.remote else None, "args": c.args, "result": c.result, "pid": c.pid}
+def decode_value(data: Any, tp: Any) -> Any:
+    """The inverse of `encode_value`. Missing dataclass fields take their defaults (files from older versions);
+    unknown keys are ignored (files from newer ones)."""
+    if data is None or tp is Any:
+        return data
+    origin, args = get_origin(tp), get_args(tp)
+    if origin in (Union, UnionType):
+        inner = [a for a in args if a is not type(None)]
+        return decode_value(data, inner[0] if len(inner) == 1 else Any)
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        hints = get_type_hints(tp)
+        return tp(**{f.name: decode_value(data[f.name], hints[f.name]) for f in dataclasses.fields(tp)
+                     if f.init and f.name in data})
+    if origin in (tuple, list):
+        if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
+            return tuple(decode_value(v, a) for v, a in zip(data, args, strict=True))
+        items = [decode_value(v, args[0] if args else Any) for v in data]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        return {decode_value(k, args[0]): decode_value(v, args[1]) for k, v in data}
+    if tp is bytes:
+        return bytes.fromhex(data)
+    if tp in (int, float, str, bool):
+        return tp(data)
+    return data
 
 
-def exception_to_dict(e: ExceptionInfo | None) -> dict[str, Any] | None:
-    if e is None:
-        return None
-    return {"type": e.type, "message": e.message, "frames": [_frame(f) for f in e.frames], "errno": e.errno,
-            "call": e.call, "cause": exception_to_dict(e.cause), "context": exception_to_dict(e.context),
-            "suppress_context": e.suppress_context}
+_SKIP: dict[Any, tuple[str, ...]] = {Trace: ("packets",)}  # the packets are the file's packet blocks
 
 
 def trace_to_dict(trace: Trace) -> dict[str, Any]:
-    """Everything in a trace but its packets (those are the file's packet blocks)."""
-    cap = trace.capture
-    return {
-        "title": trace.title, "client": trace.client, "started_ns": trace.started_ns, "exit_code": trace.exit_code,
-        "capture": {"interface": cap.interface, "file": cap.file, "packets": cap.packets, "seen": cap.seen,
-                    "dropped": cap.dropped, "linktype": cap.linktype},
-        "calls": [call_to_dict(c) for c in trace.calls],
-        "exception": exception_to_dict(trace.exception),
-        "notes": list(trace.notes),
-        "errno_defines": {str(k): v for k, v in sorted(trace.errno_defines.items())},
-    }
+    """Everything in a trace but its packets."""
+    out: dict[str, Any] = encode_value(trace, Trace)
+    return out
 
 
 def trace_from_dict(d: dict[str, Any], packets: Sequence[Packet]) -> Trace:
-    cap = d.get("capture") or {}
-    info = CaptureInfo(str(cap.get("interface", "")), cap.get("file"), int(cap.get("packets", 0)),
-                       int(cap.get("seen", 0)), int(cap.get("dropped", 0)), int(cap.get("linktype", 1)))
-    return Trace(
-        title=str(d.get("title", "")), client=str(d.get("client", "")), packets=tuple(packets),
-        calls=tuple(call_from(c) for c in d.get("calls", ())), exception=exception_from(d.get("exception")),
-        capture=info, started_ns=int(d.get("started_ns", 0)), exit_code=d.get("exit_code"),
-        notes=tuple(str(n) for n in d.get("notes", ())),
-        errno_defines={int(k): str(v) for k, v in (d.get("errno_defines") or {}).items()},
-    )
+    try:
+        trace: Trace = decode_value({**d, "packets": []}, Trace)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ArchiveError(f"the trace is damaged ({type(exc).__name__}: {exc})") from None
+    return dataclasses.replace(trace, packets=tuple(packets))
 
 
 def digest(records: Iterable[tuple[int, bytes]]) -> str:

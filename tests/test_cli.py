@@ -119,6 +119,9 @@ def test_interrupted_run_still_writes_a_valid_capture(sig: str, code: int, workd
     report = json.loads(Path("cut.json").read_text())
     assert [p["flags"] for p in report["packets"]][:3] == ["S", "SA", "A"]
     assert any(c["op"] == "connect" for c in report["calls"])
+    from wirestack import tracefs
+
+    assert tracefs.instances() == []  # the kernel layer's tracefs instances are gone too
 
 
 @pytest.mark.capture

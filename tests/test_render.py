@@ -79,6 +79,6 @@ def test_frames_without_source_still_render() -> None:
 
 @pytest.mark.capture
 def test_live_smtp_report_golden(workdir: Path) -> None:
-    done = wirestack("smtp", "--no-color", "--width", "100", "--no-pcap")
+    done = wirestack("smtp", "--no-color", "--width", "100", "--no-pcap", "--no-kernel")  # kernel: test_kernel.py
     assert done.returncode == 0, done.stderr
     check("smtp-live.txt", normalise(done.stdout))

@@ -49,6 +49,7 @@ def _output_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
     p.add_argument("--no-color", action="store_true", help="no colours (also: NO_COLOR, or not a terminal)")
     p.add_argument("--width", type=_width, default=None, help="columns for the report")
+    p.add_argument("--no-kernel", action="store_true", help="do not record the kernel's tracepoints")
     _picture_options(p)
 
 
@@ -103,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# run's options that take a value
 _VALUED = {"-i", "--interface", "-w", "--write", "--json", "--width", "--python", "--timeout", "--svg", "--html"}
 
 
@@ -211,7 +213,7 @@ def _execute(args: argparse.Namespace, client: Any, name: str, *, user: tuple[in
     code = 0
     stop_on_signals()
     try:
-        trace = run_traced(client, args.interface, timeout=timeout, user=user)
+        trace = run_traced(client, args.interface, timeout=timeout, user=user, kernel=not args.no_kernel)
     except (CaptureError, ProgramError) as exc:
         return _fail(str(exc))
     except Interrupted as exc:

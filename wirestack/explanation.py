@@ -51,6 +51,7 @@ def explain(trace: Trace, alignment: Alignment) -> list[Finding]:
     for call in trace.calls:
         if call.op in CONNECTS:
             findings += handshake(call, [packets[i] for i in alignment.socket_packets.get(call.socket, ())])
+    findings += kernel_findings(trace, alignment)
     findings += propagation(trace.exception, trace.calls, alignment)
     from .lessons import lessons  # lessons build on this module's helpers
 
@@ -239,3 +240,51 @@ def _not_from_a_call(exc: ExceptionInfo, calls: Sequence[Call]) -> Finding:
         result = f"failed with {last.error}" if last.failed else f"returned {last.result!r}"
         text += f"; the last socket call below that frame, {last.op}(), {result}"
     return Finding(text)
+
+
+def kernel_findings(trace: Trace, alignment: Alignment) -> list[Finding]:
+    """What the kernel's own tracepoints say about each failed call: why a reset was sent, what error reached the
+    socket, what the syscall returned, how often it retransmitted, why it sent ICMP."""
+    events = {e.id: e for e in trace.kernel}
+    out = []
+    for call in trace.calls:
+        mine = [events[k] for k in alignment.kernel_of_call(call.id)]
+        if not mine:
+            continue
+        parts = []
+        for ev in mine:
+            f = ev.fields
+            if ev.event == "tcp_send_reset":
+                drop = next((e for e in mine if e.event == "kfree_skb" and e.fields.get("skbaddr") == f.get("skbaddr")),
+                            None)
+                text = f"the peer kernel sent the RST because no socket matched: tcp_send_reset reason " \
+                       f"{f.get('reason')}"
+                if drop is not None:
+                    text += f", and it dropped the SYN (kfree_skb reason {drop.fields.get('reason')} at " \
+                            f"{drop.fields.get('location', '?').split('+')[0]})"
+                parts.append(text)
+            elif ev.event == "icmp_send":
+                drop = next((e for e in trace.kernel if e.event == "kfree_skb"
+                             and e.fields.get("skbaddr") == f.get("skbaddr")), None)
+                text = f"the kernel answered the datagram to port {f.get('dport')} with ICMP type {f.get('type')} " \
+                       f"code {f.get('code')} (icmp_send)"
+                if drop is not None:
+                    text += f" and dropped it: kfree_skb reason {drop.fields.get('reason')} at " \
+                            f"{drop.fields.get('location', '?').split('+')[0]}"
+                parts.append(text)
+            elif ev.event == "inet_sk_error_report":
+                err = int(f.get("error", "0"))
+                parts.append(f"the kernel set error {err} ({errnos.name(err)}) on the socket (inet_sk_error_report)")
+            elif ev.event.startswith("sys_exit_") and int(ev.fields.get("ret", "0")) < 0:
+                ret = int(ev.fields["ret"])
+                parts.append(f"the {ev.event[9:]} syscall returned {ret} (-{errnos.name(-ret)})")
+        retrans = [e for e in mine if e.event == "tcp_retransmit_skb"]
+        if retrans:
+            parts.append(f"tcp_retransmit_skb fired {len(retrans)} time{'s' if len(retrans) > 1 else ''}")
+        states = [e for e in mine if e.event == "inet_sock_set_state"]
+        if states:
+            path = [states[0].fields.get("oldstate", "?")] + [e.fields.get("newstate", "?") for e in states]
+            parts.append("the socket went " + " → ".join(s.removeprefix("TCP_") for s in path))
+        if parts:
+            out.append(Finding(f"kernel, for {call.op}(): " + "; ".join(parts)))
+    return out

@@ -106,6 +106,19 @@ class ExceptionInfo:
 
 
 @dataclass(frozen=True)
+class KernelEvent:
+    """One kernel tracepoint hit (see `wirestack.tracefs`): `event` is the tracepoint's name
+    ("inet_sock_set_state", "tcp_send_reset", "sys_enter_connect", "sys_exit_connect", ...), `fields` its
+    values as the kernel printed them."""
+
+    id: int
+    time_ns: int
+    event: str
+    pid: int
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class CaptureInfo:
     interface: str
     file: str | None = None
@@ -129,3 +142,5 @@ class Trace:
     exit_code: int | None = None
     notes: tuple[str, ...] = ()  # facts about the run itself ("errno.h not found", ...)
     errno_defines: dict[int, str] = field(default_factory=dict)  # errno -> its "#define" line, where found
+    kernel: tuple[KernelEvent, ...] = ()  # the kernel's tracepoints for the traced program, in time order
+    kernel_off: str = ""  # why there is no kernel layer, when there is none

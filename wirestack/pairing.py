@@ -51,12 +51,26 @@ class Pair:
 
 
 @dataclass(frozen=True)
+class KernelPairing:
+    event: int  # KernelEvent id
+    call: int | None
+    packets: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class Alignment:
     pairs: tuple[Pair, ...]
     call_packets: dict[int, tuple[int, ...]] = field(default_factory=dict)
     frame_packets: dict[int, tuple[int, ...]] = field(default_factory=dict)
     socket_packets: dict[int, tuple[int, ...]] = field(default_factory=dict)
     packet_pairs: dict[int, tuple[Pair, ...]] = field(default_factory=dict)
+    kernel: dict[int, KernelPairing] = field(default_factory=dict)  # by event id (see kevents.py)
+
+    def kernel_of_call(self, call_id: int) -> list[int]:
+        return [k for k, p in self.kernel.items() if p.call == call_id]
+
+    def kernel_of_packet(self, packet_id: int) -> list[int]:
+        return [k for k, p in self.kernel.items() if packet_id in p.packets]
 
     def packets_of_call(self, call_id: int) -> tuple[int, ...]:
         return self.call_packets.get(call_id, ())
@@ -111,7 +125,7 @@ def endpoints(calls: Iterable[Call]) -> list[_Endpoint]:
 _WILDCARD = {"0.0.0.0", "::", ""}
 
 
-def _host_matches(ours: str, theirs: str) -> bool:
+def _hostmatches(ours: str, theirs: str) -> bool:
     if ours in _WILDCARD or ours == theirs:
         return True
     try:
@@ -121,15 +135,15 @@ def _host_matches(ours: str, theirs: str) -> bool:
     return False
 
 
-def _matches(ep: _Endpoint, proto: str, local: Addr, remote: Addr) -> bool:
-    if ep.proto != proto or ep.local[1] != local[1] or not _host_matches(ep.local[0], local[0]):
+def matches(ep: _Endpoint, proto: str, local: Addr, remote: Addr) -> bool:
+    if ep.proto != proto or ep.local[1] != local[1] or not _hostmatches(ep.local[0], local[0]):
         return False
     if ep.remote is None:
         return proto == "UDP"  # an unconnected datagram socket takes any peer
-    return ep.remote[1] == remote[1] and _host_matches(ep.remote[0], remote[0])
+    return ep.remote[1] == remote[1] and _hostmatches(ep.remote[0], remote[0])
 
 
-def _choose(cands: list[_Endpoint], t: int) -> _Endpoint | None:
+def choose(cands: list[_Endpoint], t: int) -> _Endpoint | None:
     """The socket that had this flow at time t: the latest born by then, else the next one born after."""
     before = [e for e in cands if e.birth <= t]
     if before:
@@ -141,10 +155,10 @@ def _owner(cands: list[_Endpoint], t0: int, t1: int | None, t: int) -> _Endpoint
     """The socket object that handled a packet at time t of a connection that began at t0 (the next one on this
     4-tuple begins at t1). One connection can pass from socket object to socket object (ssl's wrap_socket
     detaches the plain socket; fromfd, dup): the latest one to take it over by time t."""
-    first = _choose(cands, t0)
+    first = choose(cands, t0)
     if first is None:
         return None
-    nxt = _choose(cands, t1) if t1 is not None else None  # the socket that opened the next connection
+    nxt = choose(cands, t1) if t1 is not None else None  # the socket that opened the next connection
     limit = nxt.birth if nxt is not None and nxt is not first else None
     heirs = [e for e in cands if first.birth < e.birth <= t and (limit is None or e.birth < limit)]
     return max(heirs, key=lambda e: e.birth) if heirs else first
@@ -266,14 +280,14 @@ def _sides(p: Packet, eps: list[_Endpoint]) -> list[tuple[str, list[_Endpoint]]]
     if p.quoted is not None:  # an ICMP error comes back to the sender of the datagram it quotes
         q = p.quoted
         local, remote = (norm_host(q.src), q.sport), (norm_host(q.dst), q.dport)
-        cands = [e for e in eps if _matches(e, q.proto, local, remote)]
+        cands = [e for e in eps if matches(e, q.proto, local, remote)]
         return [("in", cands)] if cands else []
     if p.proto not in ("TCP", "UDP"):
         return []
     src, dst = (norm_host(p.src), p.sport), (norm_host(p.dst), p.dport)
     out = []
     for side, local, remote in (("out", src, dst), ("in", dst, src)):
-        cands = [e for e in eps if _matches(e, p.proto, local, remote)]
+        cands = [e for e in eps if matches(e, p.proto, local, remote)]
         if cands:
             out.append((side, cands))
     return out

@@ -23,6 +23,7 @@ import struct
 from collections.abc import Iterable, Iterator, Sequence
 
 from . import __version__, archive, errnos
+from .kevents import describe
 from .model import Call, Packet
 from .report import Report
 
@@ -107,6 +108,8 @@ def packet_comments(report: Report, packet: Packet, calls: dict[int, Call]) -> l
         else:
             out.append(f"{'sent' if pair.side == 'out' else 'received'} by the kernel, no call of the program "
                        f"involved (socket {pair.socket})" + fields(role="kernel", socket=pair.socket))
+    events = {e.id: e for e in report.trace.kernel}
+    out += [f"kernel: {describe(events[k])}" for k in report.alignment.kernel_of_packet(packet.id)]
     return out
 
 

@@ -11,11 +11,13 @@ import signal
 from io import StringIO
 
 from rich.console import Console, Group, RenderableType
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
 from . import errnos
 from .explanation import duration, endpoint
+from .kevents import describe
 from .layers import KERNEL, layer_of
 from .model import Call, ExceptionInfo, Frame, Packet
 from .pairing import chain
@@ -80,8 +82,12 @@ def offset(ns: int) -> str:
     return ("+" if ns >= 0 else "-") + duration(abs(ns))
 
 
-def packet_row(p: Packet, t0: int, incoming: bool = False) -> list[Text]:
-    arrow = "←" if incoming else "→"
+def _flow_text(p: Packet) -> str:
+    return f"{endpoint(p.src, p.sport)} → {endpoint(p.dst, p.dport)}" if p.sport or p.dport else f"{p.src} → {p.dst}"
+
+
+def packet_text(p: Packet, flow_width: int = 0) -> str:
+    """'127.0.0.1:40000 → 127.0.0.1:464  TCP S   seq=1000 len=0'"""
     if p.proto == "TCP":
         detail = f"{p.flags or '.':<3} seq={p.seq}" + (f" ack={p.ack}" if "A" in p.flags else "")
     elif p.icmp:
@@ -91,22 +97,36 @@ def packet_row(p: Packet, t0: int, incoming: bool = False) -> list[Text]:
                       f"{endpoint(p.quoted.dst, p.quoted.dport)}"
     else:
         detail = ""
-    return [Text(f"#{p.id}", style="bold"), Text(offset(p.time_ns - t0), justify="right"), Text(arrow),
-            Text(f"{endpoint(p.src, p.sport)} → {endpoint(p.dst, p.dport)}" if p.sport or p.dport
-                 else f"{p.src} → {p.dst}"),
-            Text(p.proto), Text(detail, style="yellow" if "R" in p.flags else ""),
-            Text.assemble(f"len={len(p.payload)}", (f"  {p.app}", "cyan")) if p.app else Text(f"len={len(p.payload)}")]
+    app = f"  {p.app}" if p.app else ""
+    return f"{_flow_text(p):<{flow_width}}  {p.proto:<4} {detail} len={len(p.payload)}{app}"
 
 
 def _packet_table(report: Report, pids: tuple[int, ...], t0: int, call: Call) -> Table:
+    """The call's packets and kernel events in time order: id, time from the call's start, direction, what."""
     table = Table.grid(padding=(0, 1))
-    for _ in range(7):
-        table.add_column(no_wrap=True)
-    for pid in pids[:MAX_PACKETS_SHOWN]:
-        incoming = any(x.side == "in" and x.call == call.id for x in report.alignment.pairs_of(pid))
-        table.add_row(*packet_row(report.packet(pid), t0, incoming))
+    for _ in range(3):
+        table.add_column(no_wrap=True, justify="right")
+    table.add_column()
+    shown = [report.packet(pid) for pid in pids[:MAX_PACKETS_SHOWN]]
+    width = max((len(_flow_text(p)) for p in shown), default=0)
+    rows: list[tuple[int, list[Text]]] = []
+    for p in shown:
+        incoming = any(x.side == "in" and x.call == call.id for x in report.alignment.pairs_of(p.id))
+        style = "yellow" if "R" in p.flags or p.quoted else ""
+        rows.append((p.time_ns, [Text(f"#{p.id}", style="bold"), Text(offset(p.time_ns - t0)),
+                                 Text("←" if incoming else "→"), Text(packet_text(p, width), style=style)]))
+    events = {e.id: e for e in report.trace.kernel}
+    for kid in report.alignment.kernel_of_call(call.id):
+        ev = events[kid]
+        about = report.alignment.kernel[kid].packets
+        text = describe(ev) + (f" [{ids(about)}]" if about else "")
+        rows.append((ev.time_ns, [Text(f"k{kid}", style="dim"), Text(offset(ev.time_ns - t0)), Text("·"),
+                                  Text(text, style="magenta")]))
+    for _, row in sorted(rows, key=lambda r: r[0]):
+        table.add_row(*row)
     if len(pids) > MAX_PACKETS_SHOWN:
-        table.add_row(Text(f"… {len(pids) - MAX_PACKETS_SHOWN} more", style="dim"), *[Text("")] * 6)
+        table.add_row(Text(""), Text(""), Text(""), Text(f"… {len(pids) - MAX_PACKETS_SHOWN} more packets",
+                                                          style="dim"))
     return table
 
 
@@ -116,10 +136,9 @@ def _kernel_block(report: Report, call: Call) -> RenderableType:
     if call.errno is not None and call.errno in report.trace.errno_defines:
         lines.append(Text("          " + report.trace.errno_defines[call.errno], style="dim"))
     pids = report.alignment.packets_of_call(call.id)
-    if pids:
-        table = _packet_table(report, pids, call.start_ns, call)
-        lines.append(Group(*[Text("          " + line) for line in _text(table).splitlines()]))
-    else:
+    if pids or report.alignment.kernel_of_call(call.id):
+        lines.append(Padding(_packet_table(report, pids, call.start_ns, call), (0, 0, 0, 10)))
+    if not pids:
         lines.append(Text("          no packet of this call was captured", style="dim"))
     return Group(*lines)
 
@@ -224,6 +243,8 @@ def report_renderable(report: Report) -> RenderableType:
         Text(f"captured on {cap.interface}: {cap.packets} packets of the program's flows "
              f"({cap.seen} seen, {cap.dropped} dropped by the kernel)", style="dim"),
     ]
+    if t.kernel_off:
+        parts.append(Text(t.kernel_off, style="dim"))
     status = exit_line(t.exit_code)
     usual = 1 if t.exception is not None else 0  # what python exits with anyway: not worth a line
     if status and t.exit_code != usual:
@@ -259,12 +280,6 @@ def report_renderable(report: Report) -> RenderableType:
     for note in t.notes:
         parts.append(Text(f"note: {note}", style="dim"))
     return Group(*parts)
-
-
-def _text(renderable: RenderableType, width: int = 200) -> str:
-    console = Console(file=StringIO(), width=width, color_system=None, force_terminal=False, no_color=True)
-    console.print(renderable)
-    return str(console.file.getvalue())  # type: ignore[attr-defined]
 
 
 def render_text(report: Report, width: int = 100, color: bool = False) -> str:

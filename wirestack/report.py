@@ -16,11 +16,12 @@ JSON layout (schema 1; documented in README.md):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from . import __version__
 from .explanation import Finding, explain
+from .kevents import align_kernel
 from .layers import layer_of
 from .model import Call, ExceptionInfo, Frame, Packet, Trace
 from .pairing import Alignment, align, origin_call
@@ -44,6 +45,9 @@ class Report:
 
 def build_report(trace: Trace) -> Report:
     alignment = align(trace.calls, trace.packets)
+    if trace.kernel:
+        pairs = align_kernel(trace.kernel, trace.calls, trace.packets)
+        alignment = replace(alignment, kernel={p.event: p for p in pairs})
     return Report(trace, alignment, tuple(explain(trace, alignment)))
 
 
@@ -95,6 +99,10 @@ def to_json(report: Report) -> dict[str, Any]:
         "packets": [_packet(p, a) for p in t.packets],
         "calls": [_call(c, a) for c in t.calls],
         "exception": _exception(t.exception, a),
+        "kernel": [{"id": k.id, "time_ns": k.time_ns, "event": k.event, "pid": k.pid, "fields": k.fields,
+                    "call": a.kernel[k.id].call if k.id in a.kernel else None,
+                    "packets": list(a.kernel[k.id].packets) if k.id in a.kernel else []} for k in t.kernel],
+        "kernel_off": t.kernel_off or None,
         "explanation": [{"text": f.text, "packets": list(f.packets)} for f in report.findings],
         "notes": list(t.notes),
     }

@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from . import errnos
+from . import errnos, kevents, tracefs
 from .capture import Capture
 from .dissect import dissect
 from .model import Call, CaptureInfo, ExceptionInfo, Trace
@@ -116,11 +116,18 @@ OnFrame = Callable[[int, bytes], None]
 
 
 def run_traced(client: Client, interface: str = "lo", timeout: float | None = 120.0,
-               on_frame: OnFrame | None = None, user: tuple[int, int] | None = None) -> Trace:
+               on_frame: OnFrame | None = None, user: tuple[int, int] | None = None, kernel: bool = True) -> Trace:
     """Capture on `interface` while `client` runs under the probe; return everything recorded.
     `on_frame(time_ns, raw)` is called for each frame as it is captured (live progress; all traffic on the
     interface, so filter before showing). `user` (uid, gid): run the client as that user."""
     capture = Capture(interface).open()
+    recorder, kernel_off = None, "kernel layer off: --no-kernel"
+    if kernel:
+        try:
+            recorder = tracefs.Recorder.start(client.python)
+        except tracefs.KernelOff as exc:
+            kernel_off = str(exc)
+    kernel_text: tuple[str, int, list[str]] | None = None
     started = time.time_ns()
     signum, returncode, timed_out, pid = 0, None, False, 0
     with tempfile.TemporaryDirectory(prefix="wirestack-") as folder:
@@ -140,6 +147,8 @@ def run_traced(client: Client, interface: str = "lo", timeout: float | None = 12
             capture.stop()
         finally:
             capture.close()
+            if recorder is not None:
+                kernel_text = recorder.stop()
         records = _read_records(folder)
     error = next((r["text"] for r in records if r.get("kind") == "error"), None)
     if error:
@@ -147,6 +156,12 @@ def run_traced(client: Client, interface: str = "lo", timeout: float | None = 12
     if timed_out:
         records.append({"kind": "note", "text": f"the client was stopped after {timeout:g} s"})
     trace = build_trace(client, capture, records, started, returncode, pid)
+    if kernel_text is not None:
+        text, offset, notes = kernel_text
+        events, _ = kevents.keep(kevents.parse(text, offset), trace.calls, trace.packets)
+        trace = replace(trace, kernel=tuple(events), notes=trace.notes + tuple(notes))
+    else:
+        trace = replace(trace, kernel_off=kernel_off)
     if signum:
         raise Interrupted(trace, signum)
     return trace

@@ -15,7 +15,7 @@ from rich.text import Text
 from . import __version__
 from .model import Packet
 from .pairing import Alignment
-from .render import packet_row
+from .render import _flow_text, offset, packet_text
 from .report import SCHEMA, _packet
 from .wire_only import MAX_FLOWS_SHOWN, Flow, Summary, flow_line
 
@@ -99,12 +99,13 @@ def report_renderable(w: WireReport) -> RenderableType:
                 else f" ({len(w.packets):,} of {s.packets:,}: those the findings below rest on)")
         parts += [Text(""), Text("Packets" + what, style="bold")]
         table = Table.grid(padding=(0, 1))
-        for i in range(6):
-            table.add_column(no_wrap=i != 4, overflow="fold", justify="right" if i == 1 else "left",
-                             ratio=1 if i == 4 else None)
+        for i in range(3):
+            table.add_column(no_wrap=True, justify="left" if i == 2 else "right")
+        width = max((len(_flow_text(p)) for p in w.packets), default=0)
         for p in w.packets:
-            row = packet_row(p, s.start_ns)
-            table.add_row(Text("  ") + row[0], *[row[1], *row[3:]])
+            style = "yellow" if "R" in p.flags or p.quoted else ""
+            table.add_row(Text(f"  #{p.id}", style="bold"), Text(offset(p.time_ns - s.start_ns)),
+                          Text(packet_text(p, width), style=style))
         parts.append(table)
     if s.findings:
         bullets = Table.grid(padding=(0, 1))

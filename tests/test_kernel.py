@@ -1,0 +1,154 @@
+"""The kernel layer: tracefs events parsed, paired and shown; instances never left behind."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from builders import CLIENT, SERVER, T0, US, call, tcp
+from conftest import run_json, wirestack
+
+from wirestack import tracefs
+from wirestack.kevents import align_kernel, describe, keep, parse
+
+SAMPLE = """\
+# tracer: nop
+         python3-31181   [001] ..... 1700000000.000010: sys_connect(fd: 3, uservaddr: 0x7ffd, addrlen: 0x10)
+         python3-31181   [001] ..... 1700000000.000012: inet_sock_set_state: family=AF_INET protocol=IPPROTO_TCP \
+sport=0 dport=464 saddr=127.0.0.1 daddr=127.0.0.1 saddrv6=::ffff:127.0.0.1 daddrv6=::ffff:127.0.0.1 \
+oldstate=TCP_CLOSE newstate=TCP_SYN_SENT
+         python3-31181   [001] .Ns1. 1700000000.000020: tcp_send_reset: skbaddr=00000000efe66a2c skaddr=0000000000000000 \
+src=127.0.0.1:464 dest=127.0.0.1:40000 state=UNKNOWN reason=NO_SOCKET
+         python3-31181   [001] .Ns1. 1700000000.000021: kfree_skb: skbaddr=00000000efe66a2c rx_sk=0000000000000000 \
+protocol=2048 location=tcp_v4_rcv+0x91/0x13f0 reason: NO_SOCKET
+         python3-31181   [001] .N... 1700000000.000030: inet_sk_error_report: family=AF_INET protocol=IPPROTO_TCP \
+sport=40000 dport=464 saddr=127.0.0.1 daddr=127.0.0.1 saddrv6=::ffff:127.0.0.1 daddrv6=::ffff:127.0.0.1 error=111
+         python3-31181   [001] .N... 1700000000.000031: inet_sk_error_report: family=AF_INET protocol=IPPROTO_TCP \
+sport=40000 dport=0 saddr=0.0.0.0 daddr=127.0.0.1 saddrv6=::ffff:0.0.0.0 daddrv6=::ffff:127.0.0.1 error=0
+         python3-31181   [001] .N... 1700000000.000032: sys_connect -> 0xffffffffffffff91
+         othercmd-999    [000] ..... 1700000000.000033: sys_connect(fd: 7, uservaddr: 0x1, addrlen: 0x10)
+"""
+
+
+def test_parse_moves_tai_to_realtime_and_reads_fields() -> None:
+    events = parse(SAMPLE, offset_ns=37_000_000_000)
+    assert [e.event for e in events] == ["sys_enter_connect", "inet_sock_set_state", "tcp_send_reset", "kfree_skb",
+                                         "inet_sk_error_report", "inet_sk_error_report", "sys_exit_connect",
+                                         "sys_enter_connect"]
+    assert events[0].time_ns == 1_700_000_000_000_010_000 - 37_000_000_000 and events[0].pid == 31181
+    assert events[0].fields["fd"] == "3"
+    assert events[3].fields["reason"] == "NO_SOCKET" and events[3].fields["location"].startswith("tcp_v4_rcv")
+    assert events[6].fields == {"ret": "-111"}
+    assert describe(events[6]) == "syscall connect returns -111 (-ECONNREFUSED)"
+
+
+def test_events_pair_with_the_call_and_the_packets_they_concern() -> None:
+    events = parse(SAMPLE, offset_ns=1_700_000_000_000_000_000 - T0)  # put them on the builders' clock
+    calls = [call(1, "connect", 0, 40, errno=111)]
+    calls = [c.__class__(**{**c.__dict__, "pid": 31181}) for c in calls]
+    packets = [tcp(1, 15, CLIENT, SERVER, "S", seq=1), tcp(2, 22, SERVER, CLIENT, "RA", ack=2)]
+    kept, pairs = keep(events, calls, packets)
+    names = [e.event for e in kept]
+    assert names == ["sys_enter_connect", "inet_sock_set_state", "tcp_send_reset", "kfree_skb",
+                     "inet_sk_error_report", "sys_exit_connect"]  # error=0 and the other process are left out
+    by_event = {p.event: p for p in pairs}
+    assert all(p.call == 1 for p in pairs)
+    reset = kept[names.index("tcp_send_reset")]
+    drop = kept[names.index("kfree_skb")]
+    assert by_event[reset.id].packets == (2,) and by_event[drop.id].packets == (1,)
+    assert align_kernel([], calls, packets) == []
+    assert T0 + 10 * US < kept[0].time_ns + 1  # sanity: on the same clock
+
+
+@pytest.fixture
+def global_tracing() -> Iterator[None]:
+    """Nothing global may change: the same settings after the test, and no wirestack instance left."""
+    names = ("set_event", "tracing_on", "trace_clock", "current_tracer", "set_event_pid", "buffer_size_kb")
+
+    def snapshot() -> dict[str, str]:
+        return {n: (tracefs.MOUNT / n).read_text() for n in names if (tracefs.MOUNT / n).exists()}
+
+    before = snapshot()
+    yield
+    assert tracefs.instances() == []
+    assert snapshot() == before
+
+
+@pytest.mark.capture
+def test_smtp_kernel_layer(workdir: Path, global_tracing: None) -> None:
+    data = run_json("smtp", "--no-pcap")
+    assert data["kernel_off"] is None
+    connect = next(c for c in data["calls"] if c["op"] == "connect")
+    mine = [k for k in data["kernel"] if k["call"] == connect["id"]]
+    states = [(k["fields"]["oldstate"], k["fields"]["newstate"]) for k in mine if k["event"] == "inet_sock_set_state"]
+    assert ("TCP_CLOSE", "TCP_SYN_SENT") in states and ("TCP_SYN_SENT", "TCP_CLOSE") in states
+    reset = next(k for k in mine if k["event"] == "tcp_send_reset")
+    assert reset["fields"]["reason"] == "NO_SOCKET"
+    rst = next(p for p in data["packets"] if p["flags"] == "RA")
+    assert reset["packets"] == [rst["id"]]
+    assert any(k["event"] == "inet_sk_error_report" and k["fields"]["error"] == "111" for k in mine)
+    assert any(k["event"] == "sys_exit_connect" and k["fields"]["ret"] == "-111" for k in mine)
+    times = [k["time_ns"] for k in mine]
+    assert connect["start_ns"] - 2_000_000 <= min(times) and max(times) <= connect["end_ns"] + 2_000_000
+    texts = " ".join(f["text"] for f in data["explanation"])
+    assert "tcp_send_reset reason NO_SOCKET" in texts and "CLOSE → SYN_SENT → CLOSE" in texts
+
+
+@pytest.mark.capture
+def test_udp_kernel_layer_shows_icmp_send(workdir: Path, global_tracing: None) -> None:
+    target = Path(__file__).parent / "targets" / "udp_refused.py"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    done = wirestack("run", "--json", "k.json", "--no-pcap", str(target), str(port))
+    assert done.returncode == 1, done.stderr
+    data = json.loads((workdir / "k.json").read_text())
+    icmp = next(k for k in data["kernel"] if k["event"] == "icmp_send")
+    assert (icmp["fields"]["type"], icmp["fields"]["code"], icmp["fields"]["dport"]) == ("3", "3", str(port))
+    icmp_packet = next(p for p in data["packets"] if p["proto"] == "ICMP")
+    assert icmp["packets"] == [icmp_packet["id"]]
+
+
+@pytest.mark.capture
+def test_timeout_shows_syn_retransmissions(workdir: Path, global_tracing: None) -> None:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    port = server.getsockname()[1]
+    fillers = []
+    for _ in range(4):  # fill the accept queue: later SYNs are dropped, so the client retransmits
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex(("127.0.0.1", port))
+        fillers.append(s)
+    time.sleep(0.2)
+    try:
+        code = f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=2.5)"
+        done = wirestack("run", "--json", "t.json", "--no-pcap", "-c", code)
+        data = json.loads((workdir / "t.json").read_text())
+    finally:
+        for s in fillers:
+            s.close()
+        server.close()
+    assert done.returncode == 1
+    assert data["exception"]["type"] in ("TimeoutError", "socket.timeout")
+    retrans = [k for k in data["kernel"] if k["event"] == "tcp_retransmit_skb"]
+    assert retrans and all(k["packets"] for k in retrans)
+    syns = [p for p in data["packets"] if p["flags"] == "S"]
+    assert len(syns) >= 2 and {i for k in retrans for i in k["packets"]} <= {p["id"] for p in syns}
+
+
+@pytest.mark.capture
+def test_no_kernel_flag_and_interrupt_leave_nothing(workdir: Path, global_tracing: None) -> None:
+    data = run_json("smtp", "--no-pcap", "--no-kernel")
+    assert data["kernel"] == [] and data["kernel_off"] == "kernel layer off: --no-kernel"
+
+
+def test_without_root_the_kernel_layer_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tracefs.os, "geteuid", lambda: 1000)
+    with pytest.raises(tracefs.KernelOff, match="kernel layer off: reading tracepoints needs root"):
+        tracefs.Recorder.start()

@@ -54,7 +54,14 @@ def wirestack(*args: str, cwd: Path | None = None, env: dict[str, str] | None = 
               timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """Run the real CLI as a user would."""
     return subprocess.run([sys.executable, "-m", "wirestack", *args], capture_output=True, text=True,
-                          cwd=cwd, env={**os.environ, **(env or {})}, timeout=timeout)
+                          cwd=cwd, env={**os.environ, **(env or {}), "PYTHONPATH": pythonpath()}, timeout=timeout)
+
+
+def pythonpath() -> str:
+    """This checkout first, so `python -m wirestack` in a subprocess runs the code under test (not another
+    install of wirestack), whatever the working folder."""
+    rest = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and Path(p).resolve() != ROOT]
+    return os.pathsep.join([str(ROOT), *rest])
 
 
 def run_json(*args: str, cwd: Path | None = None) -> dict[str, Any]:
@@ -68,3 +75,8 @@ def run_json(*args: str, cwd: Path | None = None) -> dict[str, Any]:
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+os.environ["PYTHONPATH"] = pythonpath()  # every subprocess of the tests, Popen included
+if sys.path[:1] != [str(ROOT)]:
+    sys.path.insert(0, str(ROOT))  # and this process: the checkout, not another install of wirestack

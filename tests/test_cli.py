@@ -153,3 +153,10 @@ def test_colour_on_a_terminal_unless_told_not_to(extra_env: dict[str, str], extr
     out = b"".join(chunks).decode()
     assert "ConnectionRefusedError" in out
     assert ("\x1b[" in out) is coloured
+
+
+def test_run_options_with_values_stay_wirestack_s() -> None:
+    from wirestack.cli import split_run_argv
+
+    assert split_run_argv(["--svg", "a.svg", "--html", "a.html", "prog.py", "--svg", "x"]) == (
+        ["--svg", "a.svg", "--html", "a.html"], ["prog.py", "--svg", "x"])

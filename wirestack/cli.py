@@ -61,6 +61,13 @@ def _output_options(p: argparse.ArgumentParser) -> None:
                    help="keep at most N frames (default 5,000,000), like tcpdump -c")
     p.add_argument("-s", "--snaplen", type=_positive, default=None, metavar="BYTES",
                    help="keep at most BYTES of each frame (default 262144), like tcpdump -s")
+    _picture_options(p)
+
+
+def _picture_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--svg", metavar="FILE", help="also write the report as an SVG picture with a ladder diagram")
+    p.add_argument("--html", metavar="FILE", help="also write the report as an HTML page with a ladder diagram")
+    p.add_argument("--open", action="store_true", help="open the capture in Wireshark afterwards")
 
 
 RUN_USAGE = "wirestack run [OPTIONS] (SCRIPT | -m MODULE | -c CODE) [ARGS...]"
@@ -83,6 +90,23 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--python", metavar="PATH", default=None, help="interpreter for the program (default: "
                      "wirestack's own)")
     run.add_argument("--timeout", type=float, default=None, metavar="SECONDS", help="stop the program after this")
+    read = sub.add_parser("read", help="the report of a capture file: wirestack's own, or any pcap/pcapng",
+                          description="Render the report stored in a wirestack pcapng (the same text and JSON as "
+                          "the live run; no root, nothing re-run), or what the wire alone shows for any other "
+                          "pcap/pcapng.")
+    read.add_argument("file", metavar="FILE", help="a pcap or pcapng file")
+    read.add_argument("--json", metavar="FILE", help="write the report as JSON (- for standard output)")
+    read.add_argument("--force", action="store_true", help="overwrite existing output files")
+    read.add_argument("--no-color", action="store_true", help="no colours (also: NO_COLOR, or not a terminal)")
+    read.add_argument("--width", type=_width, default=None, help="columns for the report")
+    _picture_options(read)
+    shark = sub.add_parser("wireshark", help="the Lua dissector that makes wirestack.* fields filterable",
+                           description="wirestack's packet comments carry key=value pairs; its Lua post-dissector "
+                           "turns them into the fields wirestack.call, .op, .role, .errno, .errname, .socket, "
+                           ".thread and .frame.")
+    what = shark.add_mutually_exclusive_group(required=True)
+    what.add_argument("--path", action="store_true", help="print the path of the Lua dissector")
+    what.add_argument("--install", action="store_true", help="copy it to your personal Wireshark plugin folder")
     for scenario in catalogue().values():
         p = sub.add_parser(scenario.name, help=scenario.lesson, description=scenario.lesson)
         p.add_argument("--host", default=None, help=f"host to connect to (default {scenario.default_host})")
@@ -93,7 +117,7 @@ def _parser() -> argparse.ArgumentParser:
 
 # run's options that take a value
 _VALUED = {"-i", "--interface", "-w", "--write", "--json", "--width", "--python", "--timeout", "-s", "--snaplen",
-           "--max-packets"}
+           "--max-packets", "--svg", "--html"}
 
 
 def split_run_argv(argv: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -138,6 +162,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "run":
         return _run_program(args, program)
+    if args.command == "read":
+        return _read(args)
+    if args.command == "wireshark":
+        return _wireshark(args)
     return _run_scenario(args)
 
 
@@ -190,6 +218,7 @@ def _execute(args: argparse.Namespace, client: Any, name: str, *, user: tuple[in
             if path == pcap and not args.write:
                 continue  # the default folder is created on demand
             check_writable(path, args.force)
+        _check_extras(args, pcap)
     except OutputError as exc:
         return _fail(str(exc))
 
@@ -215,6 +244,7 @@ def _execute(args: argparse.Namespace, client: Any, name: str, *, user: tuple[in
 
     if pcap is not None:
         trace = replace(trace, capture=replace(trace.capture, file=str(pcap)))
+    trace = _with_app_layer(trace)
     report = build_report(trace)
     try:
         if pcap is not None:
@@ -223,6 +253,7 @@ def _execute(args: argparse.Namespace, client: Any, name: str, *, user: tuple[in
             write(pcap, blocks(report), force=args.force, create_folder=not args.write)
         if json_path is not None:
             write(json_path, [_json(report).encode()], force=args.force)
+        _write_pictures(args, report)
     except OutputError as exc:
         return _fail(str(exc))
 
@@ -239,6 +270,8 @@ def _execute(args: argparse.Namespace, client: Any, name: str, *, user: tuple[in
         out.flush()
     if pcap is not None:
         print(f"wirestack: wrote {pcap}", file=sys.stderr)
+    if args.open and pcap is not None:
+        _open_in_wireshark(pcap)
     return code
 
 
@@ -248,6 +281,113 @@ def _json(report: Any) -> str:
 
     big = len(report.trace.calls) + len(report.trace.packets) > 5000
     return json.dumps(to_json(report), indent=None if big else 2) + "\n"
+
+
+# --- read, wireshark, pictures (issue 5) ---------------------------------------------------------------------
+
+def _check_extras(args: argparse.Namespace, pcap: Path | None) -> None:
+    """Before anything runs: the picture files can be written, and --open can be honoured."""
+    from .files import OutputError, check_writable
+
+    for name in ("svg", "html"):
+        value = getattr(args, name, None)
+        if value:
+            check_writable(Path(value), args.force)
+    if getattr(args, "open", False):
+        from .wireshark import find_wireshark
+
+        if getattr(args, "no_pcap", False) or pcap is None:
+            raise OutputError("--open needs a capture file: drop --no-pcap")
+        if find_wireshark() is None:
+            raise OutputError("--open: Wireshark is not installed (apt-get install wireshark), or drop --open")
+
+
+def _with_app_layer(trace: Any) -> Any:
+    from dataclasses import replace
+
+    from .app_layer import decode
+
+    labels, note = decode(trace.packets, trace.capture.linktype)
+    if labels:
+        trace = replace(trace, packets=tuple(replace(p, app=labels.get(p.id, "")) for p in trace.packets))
+    if note:
+        trace = replace(trace, notes=(*trace.notes, note))
+    return trace
+
+
+def _write_pictures(args: argparse.Namespace, report: Any) -> None:
+    from .files import write
+
+    if getattr(args, "svg", None):
+        from .picture import render_svg
+
+        write(Path(args.svg), [render_svg(report).encode()], force=args.force)
+    if getattr(args, "html", None):
+        from .picture import render_html
+
+        write(Path(args.html), [render_html(report).encode()], force=args.force)
+
+
+def _open_in_wireshark(path: Path) -> None:
+    from .wireshark import WiresharkError, open_capture
+
+    try:
+        open_capture(path)
+        print(f"wirestack: opening {path} in Wireshark", file=sys.stderr)
+    except WiresharkError as exc:
+        print(f"wirestack: {exc}", file=sys.stderr)
+
+
+def _read(args: argparse.Namespace) -> int:
+    from .files import OutputError, write
+    from .readback import load
+    from .reader import ReadError
+
+    json_path = Path(args.json) if args.json and args.json != "-" else None
+    try:
+        for path in (json_path,):
+            if path is not None:
+                from .files import check_writable
+
+                check_writable(path, args.force)
+        _check_extras(args, Path(args.file))
+        loaded = load(args.file)
+    except (ReadError, OutputError) as exc:
+        return _fail(str(exc))
+    report: Any = loaded.report if loaded.report is not None else loaded.wire
+    try:
+        if json_path is not None:
+            write(json_path, [json.dumps(loaded.json(), indent=2).encode() + b"\n"], force=args.force)
+        _write_pictures(args, report)
+    except OutputError as exc:
+        return _fail(str(exc))
+    if args.json == "-":
+        sys.stdout.write(json.dumps(loaded.json(), indent=2) + "\n")
+    else:
+        tty = sys.stdout.isatty()
+        color = not args.no_color and "NO_COLOR" not in os.environ and tty
+        width = args.width or (shutil.get_terminal_size((100, 24)).columns if tty else 100)
+        sys.stdout.write(loaded.text(width=width, color=color))
+        sys.stdout.flush()
+    if args.open:
+        _open_in_wireshark(Path(args.file))
+    if loaded.error:
+        return _fail(f"{args.file} is {loaded.error}: the report shows what comes before")
+    return 0
+
+
+def _wireshark(args: argparse.Namespace) -> int:
+    from .wireshark import WiresharkError, install, lua_path
+
+    if args.path:
+        print(lua_path())
+        return 0
+    try:
+        target = install()
+    except WiresharkError as exc:
+        return _fail(str(exc))
+    print(f"wirestack: installed {target}; restart Wireshark, then filter e.g. wirestack.errno == 111")
+    return 0
 
 
 def run() -> None:

@@ -12,8 +12,14 @@ import struct
 
 from .model import Packet, Quoted
 
+LINKTYPE_NULL = 0  # BSD loopback: 4-byte address family in the writer's byte order
 LINKTYPE_ETHERNET = 1
 LINKTYPE_RAW = 101
+LINKTYPE_LOOP = 108  # OpenBSD loopback: 4-byte address family, network order
+LINKTYPE_LINUX_SLL = 113  # tcpdump -i any (older libpcap)
+LINKTYPE_IPV4, LINKTYPE_IPV6 = 228, 229
+LINKTYPE_LINUX_SLL2 = 276  # tcpdump -i any
+_AF_INET6 = {10, 24, 28, 30}  # Linux, NetBSD/OpenBSD, FreeBSD, macOS
 
 _TCP_FLAGS = "FSRPAUECN"  # bit 0 .. 8, the letters scapy uses
 
@@ -25,11 +31,24 @@ def tcp_flags(bits: int) -> str:
 
 def _ip_layer(frame: bytes, linktype: int) -> tuple[int, int] | None:
     """(ethertype, offset of the IP header), or None."""
-    if linktype == LINKTYPE_RAW:
+    if linktype in (LINKTYPE_RAW, LINKTYPE_IPV4, LINKTYPE_IPV6):
         if not frame:
             return None
         version = frame[0] >> 4
         return (0x0800 if version == 4 else 0x86DD if version == 6 else 0), 0
+    if linktype in (LINKTYPE_NULL, LINKTYPE_LOOP):
+        if len(frame) < 4:
+            return None
+        family = struct.unpack_from("!I" if linktype == LINKTYPE_LOOP else "=I", frame)[0]
+        if family > 0xFFFF:  # written on a machine of the other byte order
+            family = struct.unpack_from("<I" if frame[0] == 0 else ">I", frame)[0]
+        return (0x0800 if family == 2 else 0x86DD if family in _AF_INET6 else 0), 4
+    if linktype == LINKTYPE_LINUX_SLL:
+        return (struct.unpack_from("!H", frame, 14)[0], 16) if len(frame) >= 16 else None
+    if linktype == LINKTYPE_LINUX_SLL2:
+        return (struct.unpack_from("!H", frame, 0)[0], 20) if len(frame) >= 20 else None
+    if linktype != LINKTYPE_ETHERNET:
+        return None
     if len(frame) < 14:
         return None
     ethertype, offset = struct.unpack_from("!H", frame, 12)[0], 14

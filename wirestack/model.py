@@ -35,6 +35,7 @@ class Packet:
     icmp: tuple[int, int] | None = None  # (type, code)
     quoted: Quoted | None = None  # the datagram an ICMP error quotes
     raw: bytes = field(default=b"", repr=False, compare=False)
+    app: str = ""  # application-layer meaning, e.g. "SMTP 250 OK", "TLS ClientHello" (see `wirestack.app_layer`)
 
     @property
     def flow(self) -> tuple[str, Addr, Addr]:

@@ -2,8 +2,18 @@
 
 Pure: `blocks()` yields the file as byte chunks, the caller writes them. Layout (pcapng, IETF draft):
 Section Header Block, one Interface Description Block (link type, snap length, if_name, if_tsresol=9), then an
-Enhanced Packet Block per packet, each with one opt_comment per pairing ("sent by connect() → ECONNREFUSED
-(111) at socket.py:836 create_connection ← smtplib.py:312 _get_socket ← ..."). tshark shows them as
+Enhanced Packet Block per packet, each with one opt_comment per pairing. The Section Header Block also
+carries the whole recorded trace (see `wirestack.archive`), so that `wirestack read` needs nothing else.
+
+A comment is the sentence a person reads, then the same facts as key=value pairs in `[wirestack ...]` (the
+form the Lua post-dissector `wirestack/data/wirestack.lua` turns into fields; documented in README.md):
+
+    sent by connect() → ECONNREFUSED (111) at socket.py:836 create_connection ← smtplib.py:312 _get_socket ← ...
+      [wirestack call=2 op=connect role=sent errno=111 errname=ECONNREFUSED socket=1 thread=MainThread
+       frame="socket.py:836 create_connection" frame="smtplib.py:312 _get_socket" ...]
+
+Values are bare (no space, quote, bracket or equals sign) or double-quoted with backslash escapes; `frame`
+repeats, innermost first; `errno`/`errname` only when the call failed with one. tshark shows comments as
 `frame.comment`.
 """
 
@@ -12,7 +22,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Iterator, Sequence
 
-from . import __version__, errnos
+from . import __version__, archive, errnos
 from .kevents import describe
 from .model import Call, KernelEvent, Packet
 from .report import Report
@@ -35,8 +45,10 @@ def _block(kind: int, body: bytes) -> bytes:
     return struct.pack("<II", kind, length) + body + struct.pack("<I", length)
 
 
-def section_header(application: str) -> bytes:
-    body = struct.pack("<IHHq", _BYTE_ORDER_MAGIC, 1, 0, -1) + _options([(4, application.encode())])
+def section_header(application: str, custom: Sequence[bytes] = ()) -> bytes:
+    """`custom`: values of custom options (code 2989), each starting with its PEN."""
+    opts = [(4, application.encode())] + [(archive.OPTION_CODE, value) for value in custom]
+    body = struct.pack("<IHHq", _BYTE_ORDER_MAGIC, 1, 0, -1) + _options(opts)
     return _block(0x0A0D0D0A, body)
 
 
@@ -57,12 +69,35 @@ def where(call: Call) -> str:
     return " ← ".join(f"{f.file.rsplit('/', 1)[-1]}:{f.line} {f.function}" for f in reversed(call.frames))
 
 
-def comment(call: Call, role: str) -> str:
+def quote(value: str) -> str:
+    """A key=value value: bare when it has no space, quote or backslash, else double-quoted and escaped."""
+    if value and not any(ch in value for ch in ' "\\[]=') and value.isprintable():
+        return value
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
+    return f'"{escaped}"'
+
+
+def fields(**pairs: object) -> str:
+    """' [wirestack key=value ...]': lists repeat their key; None is left out."""
+    out = []
+    for key, value in pairs.items():
+        for v in (value if isinstance(value, list) else [value]):
+            if v is not None:
+                out.append(f"{key}={quote(str(v))}")
+    return " [wirestack " + " ".join(out) + "]"
+
+
+def comment(call: Call, role: str, socket: int | None = None) -> str:
     outcome = (f"{errnos.name(call.errno)} ({call.errno})" if call.errno is not None
                else call.error if call.failed else "ok")
     verb = "sent by" if role == "sent" else "received by"
     thread = f" [thread {call.thread}]" if call.thread and call.thread != "MainThread" else ""
-    return f"{verb} {call.op}() → {outcome} at {where(call)}{thread}"
+    frames = [f"{f.file.rsplit('/', 1)[-1]}:{f.line} {f.function}" for f in reversed(call.frames)]
+    tail = fields(call=call.id, op=call.op, role=role, errno=call.errno,
+                  errname=errnos.name(call.errno) if call.errno is not None else None,
+                  socket=socket if socket is not None else (call.socket or None), thread=call.thread or None,
+                  frame=frames)
+    return f"{verb} {call.op}() → {outcome} at {where(call)}{thread}{tail}"
 
 
 def packet_comments(report: Report, packet: Packet, calls: dict[int, Call],
@@ -70,10 +105,10 @@ def packet_comments(report: Report, packet: Packet, calls: dict[int, Call],
     out = []
     for pair in report.alignment.pairs_of(packet.id):
         if pair.call is not None:
-            out.append(comment(calls[pair.call], pair.role))
+            out.append(comment(calls[pair.call], pair.role, pair.socket))
         else:
             out.append(f"{'sent' if pair.side == 'out' else 'received'} by the kernel, no call of the program "
-                       f"involved (socket {pair.socket})")
+                       f"involved (socket {pair.socket})" + fields(role="kernel", socket=pair.socket))
     out += [f"kernel: {describe(events[k])}" for k in report.alignment.kernel_of_packet(packet.id)]
     return out
 
@@ -82,7 +117,7 @@ def blocks(report: Report, snaplen: int = 262144) -> Iterator[bytes]:
     trace = report.trace
     calls = {c.id: c for c in trace.calls}
     events = {e.id: e for e in trace.kernel}
-    yield section_header(f"wirestack {__version__}")
+    yield section_header(f"wirestack {__version__}", archive.option_values(trace))
     yield interface_description(trace.capture.linktype, snaplen, trace.capture.interface)
     for p in trace.packets:
         yield enhanced_packet(p.time_ns, p.raw, p.length, packet_comments(report, p, calls, events))

@@ -98,7 +98,8 @@ def packet_text(p: Packet, flow_width: int = 0) -> str:
                       f"{endpoint(p.quoted.dst, p.quoted.dport)}"
     else:
         detail = ""
-    return f"{_flow_text(p):<{flow_width}}  {p.proto:<4} {detail} len={len(p.payload)}"
+    app = f"  {p.app}" if p.app else ""
+    return f"{_flow_text(p):<{flow_width}}  {p.proto:<4} {detail} len={len(p.payload)}{app}"
 
 
 def _packet_table(report: Report, pids: tuple[int, ...], t0: int, call: Call) -> Table:
@@ -252,6 +253,22 @@ def _flows(report: Report) -> RenderableType | None:
     return table
 
 
+def _application_layer(report: Report) -> RenderableType | None:
+    """Packets with an application-layer meaning (tshark's), one line each."""
+    labelled = [p for p in report.trace.packets if p.app]
+    if not labelled:
+        return None
+    table = Table.grid(padding=(0, 1))
+    for _ in range(3):
+        table.add_column(no_wrap=True)
+    for p in labelled[:MAX_PACKETS_SHOWN]:
+        table.add_row(Text(f"  #{p.id}", style="bold"), f"{endpoint(p.src, p.sport)} → {endpoint(p.dst, p.dport)}",
+                      Text(p.app, style="cyan"))
+    if len(labelled) > MAX_PACKETS_SHOWN:
+        table.add_row(Text(f"  … {len(labelled) - MAX_PACKETS_SHOWN} more", style="dim"), "", "")
+    return Group(Text("Application layer (as tshark dissects it)", style="bold"), table)
+
+
 def exit_line(code: int | None) -> str | None:
     if code is None:
         return None
@@ -300,6 +317,9 @@ def report_renderable(report: Report, show_all: bool = False) -> RenderableType:
     flows = None if show_all else _flows(report)
     if flows is not None:
         parts += [Text(""), flows]
+    app = _application_layer(report)
+    if app is not None:
+        parts += [Text(""), app]
     if report.findings:
         bullets = Table.grid(padding=(0, 1))
         bullets.add_column(no_wrap=True)

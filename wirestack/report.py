@@ -5,7 +5,7 @@ JSON layout (schema 1; documented in README.md):
     {"wirestack": VERSION, "schema": 1, "title", "client", "exit_code",
      "capture": {interface, file, packets, seen, dropped},
      "packets": [{id, time_ns, proto, src, sport, dst, dport, flags, seq, ack, length, payload, data,
-                  icmp, quoted, calls, role}],
+                  icmp, quoted, calls, role, app}],
      "calls": [{id, op, thread, start_ns, end_ns, errno, error, socket, local, remote, args, result,
                 frames: [{file, line, function, code, layer}] innermost last, packets}],
      "exception": null | {type, errno, message, call,
@@ -66,6 +66,7 @@ def _packet(p: Packet, alignment: Alignment) -> dict[str, Any]:
                     "dport": p.quoted.dport} if p.quoted else None),
         "calls": [x.call for x in pairs if x.call is not None],
         "role": pairs[0].role if pairs else None,
+        "app": p.app or None,
     }
 
 

@@ -301,9 +301,10 @@ def run_client(cmd: Sequence[str], workload: Workload, count: int, workdir: Path
         try:
             line = _read_line(proc, start + CLIENT_TIMEOUT)
             if line is None:
-                if proc.poll() is None:
+                if time.perf_counter() >= start + CLIENT_TIMEOUT:
                     raise CheckFailed(f"the client did not report within {CLIENT_TIMEOUT:.0f} s")
-                raise CheckFailed(f"the client reported nothing, exit status {proc.wait()}: {_stderr_tail(errfile)}")
+                status = proc.returncode if _wait_exit(proc, 10.0) else "none yet"  # stdout closed: it is ending
+                raise CheckFailed(f"the client reported nothing, exit status {status}: {_stderr_tail(errfile)}")
             exited = _wait_exit(proc, report_wait if traced else EXIT_TIMEOUT)
             whole = time.perf_counter() - start
             if not exited and not traced:

@@ -169,3 +169,13 @@ def test_a_connection_handed_to_another_socket_object_follows_it() -> None:
                tcp(3, 150, CLIENT, SERVER, "PA", seq=2, ack=51, payload=b"\x16\x03\x01")]
     a = align(calls, packets)
     assert a.packets_of_call(1) == (1, 2) and a.packets_of_call(2) == (3,)
+
+
+def test_another_program_reusing_the_4_tuple_later_is_not_ours() -> None:
+    # our refused connect at 0-30 µs; 53 ms later another process's SYN on the same 4-tuple (a new ISN)
+    calls = [call(1, "connect", 0, 30, errno=111), call(2, "close", 35, 40)]
+    packets = [tcp(1, 10, CLIENT, SERVER, "S", seq=1), tcp(2, 20, SERVER, CLIENT, "RA", ack=2),
+               tcp(3, 53_000, CLIENT, SERVER, "S", seq=999), tcp(4, 53_010, SERVER, CLIENT, "RA", ack=1000)]
+    assert [p.id for p in traced_packets(calls, packets)] == [1, 2]
+    a = align(calls, packets)
+    assert a.packets_of_call(1) == (1, 2) and not a.pairs_of(3)

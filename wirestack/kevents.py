@@ -142,7 +142,10 @@ def align_kernel(events: Sequence[KernelEvent], calls: Sequence[Call],
             if ep is None:
                 continue
             mine = by_socket.get(ep.socket, empty)
-            call = _running(mine, ev.time_ns) or _nearest(mine, ev.time_ns)
+            # Outside every call of the socket, only an event in a traced process (or in the idle task's
+            # softirq, pid 0) is ours: another program may reuse the 4-tuple moments later.
+            call = _running(mine, ev.time_ns) or (_nearest(mine, ev.time_ns) if ev.pid in pids or ev.pid == 0
+                                                  else None)
         if call is None:
             continue
         pairing = KernelPairing(ev.id, call.id, _packets_of(ev, local, remote, flows))

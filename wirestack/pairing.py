@@ -108,6 +108,9 @@ class _Endpoint:
     local: Addr
     remote: Addr | None
     birth: int  # start of the first call that showed this flow
+    opens: tuple[tuple[int, int], ...] = ()  # [start, end] of the socket's connect() calls
+    accepted: bool = False  # made by accept(): the far end opened the connection
+    until: int | None = None  # end of its close(): later packets of the 4-tuple are someone else's
 
 
 @lru_cache(maxsize=4096)
@@ -130,6 +133,16 @@ def _proto_of(call: Call) -> str:
 def endpoints(calls: Iterable[Call]) -> list[_Endpoint]:
     """Every (socket, local, remote) flow that the calls reveal, with when it was first seen."""
     seen: dict[tuple[int, Addr, Addr | None], _Endpoint] = {}
+    opens: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    accepted: set[int] = set()
+    until: dict[int, int] = {}
+    for c in calls:
+        if c.op in CONNECTS:
+            opens[c.socket].append((c.start_ns, c.end_ns))
+        elif c.op == "accept":
+            accepted.add(c.socket)
+        elif c.op == "close":
+            until[c.socket] = max(until.get(c.socket, 0), c.end_ns)
     for c in sorted(calls, key=lambda c: c.start_ns):
         proto = _proto_of(c)
         if not c.socket or not proto or not isinstance(c.local, tuple) or not c.local[1]:
@@ -138,8 +151,23 @@ def endpoints(calls: Iterable[Call]) -> list[_Endpoint]:
         remote = (norm_host(c.remote[0]), c.remote[1]) if isinstance(c.remote, tuple) else None
         key = (c.socket, local, remote)
         if key not in seen:
-            seen[key] = _Endpoint(c.socket, proto, local, remote, c.start_ns)
+            seen[key] = _Endpoint(c.socket, proto, local, remote, c.start_ns, tuple(opens.get(c.socket, ())),
+                                  c.socket in accepted, until.get(c.socket))
     return list(seen.values())
+
+
+SYN_MARGIN_NS = 10_000_000  # a SYN leaves inside its connect() call; 10 ms is for clock and scheduling slack
+LINGER_NS = 1_000_000_000  # packets of a closed socket's flow (FIN, last ACKs) for this long after close()
+
+
+def _opened_by(e: _Endpoint, first: Packet | None, t0: int) -> bool:
+    """Could socket `e` have opened (or accepted) the TCP connection whose first packet is `first`? Another
+    program may reuse the same 4-tuple moments later: its SYN falls in none of our connect() calls."""
+    if e.proto != "TCP" or first is None or "S" not in first.flags or "A" in first.flags:
+        return True
+    if first.sport == e.local[1]:
+        return any(start - SYN_MARGIN_NS <= t0 <= end + SYN_MARGIN_NS for start, end in e.opens)
+    return e.accepted
 
 
 _WILDCARD = {"0.0.0.0", "::", ""}
@@ -171,11 +199,13 @@ def choose(cands: list[_Endpoint], t: int) -> _Endpoint | None:
     return min(cands, key=lambda e: e.birth) if cands else None
 
 
-def _owner(cands: list[_Endpoint], t0: int, t1: int | None, t: int) -> _Endpoint | None:
+def _owner(cands: list[_Endpoint], t0: int, t1: int | None, t: int,
+           first_packet: Packet | None = None) -> _Endpoint | None:
     """The socket object that handled a packet at time t of a connection that began at t0 (the next one on this
     4-tuple begins at t1). One connection can pass from socket object to socket object (ssl's wrap_socket
     detaches the plain socket; fromfd, dup): the latest one to take it over by time t."""
-    first = choose(cands, t0)
+    cands = [e for e in cands if e.until is None or t <= e.until + LINGER_NS]
+    first = choose([e for e in cands if _opened_by(e, first_packet, t0)], t0)
     if first is None:
         return None
     nxt = choose(cands, t1) if t1 is not None else None  # the socket that opened the next connection
@@ -331,9 +361,12 @@ def _ops_for(p: Packet, side: str) -> set[str]:
 
 
 def traced_packets(calls: Sequence[Call], packets: Sequence[Packet]) -> list[Packet]:
-    """Only the packets of the traced program's flows (other traffic on the interface stays out)."""
+    """Only the packets of the traced program's flows (other traffic on the interface stays out): those that
+    pair with a traced socket (by 4-tuple, time, and for TCP the connect() that opened the connection)."""
     index = index_endpoints(endpoints(calls))
-    return [p for p in packets if _sides(p, index)]
+    near = [p for p in packets if _sides(p, index)]  # cheap first cut: the 4-tuple alone
+    paired = align(calls, near).packet_pairs
+    return [p for p in near if p.id in paired]
 
 
 _Index = dict[tuple[str, int], list[_Endpoint]]
@@ -385,21 +418,25 @@ def align(calls: Sequence[Call], packets: Sequence[Packet]) -> Alignment:
     ordered = sorted(packets, key=lambda p: (p.time_ns, p.id))
     conn_of = _tcp_connections(ordered)
     conn_start: dict[int, int] = {}
+    conn_first: dict[int, Packet] = {}
     starts_by_tuple: dict[frozenset[Addr], list[int]] = defaultdict(list)
     for p in ordered:
         conn = conn_of.get(p.id, -p.id)
         if conn not in conn_start:
             conn_start[conn] = p.time_ns
+            conn_first[conn] = p
             if conn > 0:
                 starts_by_tuple[frozenset({(p.src, p.sport), (p.dst, p.dport)})].append(p.time_ns)
 
     pairs: list[Pair] = []
     for p in ordered:
-        t0 = conn_start[conn_of.get(p.id, -p.id)]  # TCP: when its connection began; else the packet itself
+        conn = conn_of.get(p.id, -p.id)
+        t0 = conn_start[conn]  # TCP: when its connection began; else the packet itself
+        first = conn_first[conn] if conn > 0 else None
         later = [t for t in starts_by_tuple.get(frozenset({(p.src, p.sport), (p.dst, p.dport)}), ()) if t > t0]
         t1 = later[0] if later else None
         for side, cands in _sides(p, index):
-            ep = _owner(cands, t0, t1, p.time_ns)
+            ep = _owner(cands, t0, t1, p.time_ns, first)
             if ep is None:
                 continue
             call, role = _call_for(p, side, by_socket[ep.socket])

@@ -37,7 +37,8 @@ def main() -> None:
     elapsed = time.perf_counter() - start
     # every datagram is one packet; every refused connect is a SYN and an RST/ACK
     print(json.dumps({"datagrams": args.datagrams, "connects": args.connects, "refused": refused,
-                      "offered": args.datagrams + 2 * refused, "seconds": round(elapsed, 3)}))
+                      "offered": args.datagrams + 2 * refused, "seconds": round(elapsed, 3),
+                      "sink_port": target[1], "refused_port": refused_port}))
 
 
 if __name__ == "__main__":

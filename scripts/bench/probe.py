@@ -2,7 +2,9 @@
 """Benchmark (not a test): what the probe costs a traced program, side by side with strace, in one run.
 
 Two workloads, each a client script run against a server process on 127.0.0.1 (an ephemeral port, a fresh
-server for every run). Only the client is ever traced; the server never is.
+server for every run). Only the client is ever traced; the server never is. The servers rename themselves
+(`prctl(PR_SET_NAME)`, comm "bench-server") so that wirestack's kernel tracepoints, which select processes by
+the interpreter's comm ("python3"), do not record the server's syscalls either.
 
     (a) http.client: 2,000 sequential GET requests to an `http.server.ThreadingHTTPServer` (HTTP/1.0, 3-byte
         body, logging silenced), a new `HTTPConnection` for each request as a typical client does.
@@ -69,11 +71,14 @@ MAX_REQUESTS, MAX_ROUND_TRIPS = 20_000, 200_000
 HTTP_SERVER = '''\
 """Workload (a), server: HTTP/1.0 (one request per connection), body "ok\\n", logging silenced. Prints its port.
 Exits when its stdin closes (the benchmark went away) or after LIMIT seconds (argv[1])."""
+import ctypes
 import http.server
 import os
 import signal
 import sys
 import threading
+
+ctypes.CDLL(None).prctl(15, b"bench-server", 0, 0, 0)  # PR_SET_NAME (threads inherit it): not wirestack's comm
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -118,12 +123,14 @@ print(json.dumps({"elapsed": elapsed, "ok": ok}), flush=True)
 ECHO_SERVER = '''\
 """Workload (b), server: echoes every connection until EOF, TCP_NODELAY. Prints its port.
 Exits when its stdin closes (the benchmark went away) or after LIMIT seconds (argv[1])."""
+import ctypes
 import os
 import signal
 import socket
 import sys
 import threading
 
+ctypes.CDLL(None).prctl(15, b"bench-server", 0, 0, 0)  # PR_SET_NAME: not wirestack's comm
 signal.alarm(int(sys.argv[1]))
 listener = socket.create_server(("127.0.0.1", 0))
 threading.Thread(target=lambda: (sys.stdin.read(), os._exit(0)), daemon=True).start()
@@ -506,7 +513,7 @@ def _source_state() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="What the probe costs a traced program, against strace.")
-    parser.add_argument("--runs", type=_bounded(1, 50), default=3, help="timed runs per variant (default 3)")
+    parser.add_argument("--runs", type=_bounded(1, 50), default=5, help="timed runs per variant (default 5)")
     parser.add_argument("--warmup", type=_bounded(0, 10), default=1, help="warm-up rounds (default 1)")
     parser.add_argument("--requests", type=_bounded(1, MAX_REQUESTS), default=2000,
                         help="HTTP requests in (a) (default 2000)")
@@ -514,8 +521,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="round trips in (b) (default 20000)")
     parser.add_argument("--check-count", type=_bounded(0, MAX_ROUND_TRIPS), default=200,
                         help="requests / round trips of the check runs (default 200; 0: no check runs)")
-    parser.add_argument("--report-wait", type=_seconds, default=3.0, metavar="SECONDS",
-                        help="how long a traced run may take after the client reported (default 3)")
+    parser.add_argument("--report-wait", type=_seconds, default=10.0, metavar="SECONDS",
+                        help="how long a traced run may take after the client reported (default 10)")
     parser.add_argument("--no-strace", action="store_true", help="leave out the strace reference")
     parser.add_argument("--markdown", metavar="FILE", type=Path, help="also write the table as markdown")
     args = parser.parse_args(argv)

@@ -86,10 +86,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run_scenario(args: argparse.Namespace) -> int:
+    from contextlib import AbstractContextManager, nullcontext
+
     from .capture import CaptureError
     from .files import OutputError, check_writable, default_path, write
+    from .model import Trace
+    from .peers import PeerError, running
+    from .progress import Live, Watch
     from .scenarios import catalogue
-    from .tracer import Interrupted, run_traced, stop_on_signals
+    from .tracer import Interrupted, Stop, run_traced, stop_on_signals
 
     scenario = catalogue()[args.command]
     pcap: Path | None = None
@@ -103,16 +108,38 @@ def _run_scenario(args: argparse.Namespace) -> int:
             check_writable(path, args.force)
     except OutputError as exc:
         return _fail(str(exc))
+    host = scenario.default_host if args.host is None else args.host
+    kind = scenario.peer_for(args.port is not None)
+    if kind is not None and args.port is not None and args.port > 65535:
+        return _fail(f"port {args.port} is out of range for the peer of {scenario.name}: use 1-65535")
+    for var in [v for v in os.environ if v.lower() in ("http_proxy", "https_proxy", "all_proxy", "ftp_proxy")]:
+        del os.environ[var]  # the client's traffic stays on loopback, never via a proxy
+
+    def err(text: str) -> None:
+        sys.stderr.write(text)
+        sys.stderr.flush()
 
     code = 0
+    trace: Trace | None = None
     stop_on_signals()
+    peer: AbstractContextManager[int | None] = (
+        running(kind, host, args.port or 0) if kind is not None
+        else nullcontext(scenario.default_port if args.port is None else args.port))
     try:
-        trace = run_traced(scenario.client(args.host, args.port), args.interface)
-    except CaptureError as exc:
+        with peer as port:
+            assert port is not None
+            with Live(Watch(port), err, scenario.name, status=sys.stderr.isatty()) as live:
+                trace = run_traced(scenario.client(host, port), args.interface, timeout=scenario.limit,
+                                   on_frame=live.on_frame)
+    except (CaptureError, PeerError) as exc:
         return _fail(str(exc))
     except Interrupted as exc:
         trace, code = exc.trace, 128 + exc.signum
         print(f"wirestack: interrupted: saving what was recorded ({len(trace.packets)} packets)", file=sys.stderr)
+    except Stop as exc:  # before the client ran, or while the peer was stopped
+        if trace is None:
+            return _fail("interrupted before the client ran", 128 + exc.signum)
+        code = 128 + exc.signum
 
     from dataclasses import replace
 

@@ -448,11 +448,12 @@ def _raised_above(exc: ExceptionInfo | None, call: Call) -> tuple[ExceptionInfo,
 
 # -- conversations ---------------------------------------------------------------------------------------------
 
-_SMTP_REPLY = re.compile(rb"^(\d{3})[ -]")
+_SMTP_REPLY = re.compile(rb"^(\d{3})[ -]")  # SMTP, FTP
+_STATUS_REPLY = re.compile(rb"^(\+OK|-ERR|\* OK|\* NO|\* BAD|\* BYE|\* PREAUTH)\b")  # POP3, IMAP greetings
 
 
 def _reply_text(data: bytes) -> str | None:
-    m = _SMTP_REPLY.match(data)
+    m = _SMTP_REPLY.match(data) or _STATUS_REPLY.match(data)
     if m:
         return m.group(1).decode()
     if data.startswith(b"HTTP/"):
@@ -484,8 +485,7 @@ def conversation(trace: Trace, flows: Sequence[Flow]) -> list[Finding]:
     found = []
     for flow in flows:
         data = [(p, s, c) for p, s, c in flow.tcp() if p.payload]
-        sides = {s for _, s, _ in data}
-        if sides != {"in", "out"} or not _text_turns(data):
+        if not data or not _text_turns(data):
             continue
         for p, side, call in data[:MAX_SEGMENTS]:
             if side == "in":

@@ -186,8 +186,12 @@ def _bound(host: str, port: int, kind: int = socket.SOCK_STREAM) -> socket.socke
         sock.bind(addr)
     except OSError as exc:
         sock.close()
-        raise PeerError(f"cannot bind {addr[0]} port {port}: {exc.strerror}") from None
+        raise PeerError(f"cannot bind {addr[0]} port {port}: {_why(exc)}") from None
     return sock
+
+
+def _why(exc: OSError) -> str:
+    return os.strerror(exc.errno) if exc.errno else str(exc)
 
 
 def _port_of(sock: socket.socket) -> int:
@@ -342,7 +346,7 @@ def http(host: str, port: int, stopping: Stopping) -> None:
     try:
         server = Server(addr, Handler)
     except OSError as exc:
-        raise PeerError(f"cannot bind {addr[0]} port {port}: {exc.strerror}") from None
+        raise PeerError(f"cannot bind {addr[0]} port {port}: {_why(exc)}") from None
     server.timeout = POLL
     with server:
         _say(f"ready {server.server_address[1]}")
@@ -372,7 +376,7 @@ def smtp(host: str, port: int, stopping: Stopping) -> None:
                 lambda: SMTP(Discard(), hostname="wirestack.peer", ident="wirestack peer (aiosmtpd)"),
                 addr[0], addr[1], family=fam, reuse_address=True)
         except OSError as exc:
-            raise PeerError(f"cannot bind {addr[0]} port {port}: {exc.strerror}") from None
+            raise PeerError(f"cannot bind {addr[0]} port {port}: {_why(exc)}") from None
         woken = asyncio.Event()
         loop.add_reader(stopping.fd, woken.set)
         async with server:

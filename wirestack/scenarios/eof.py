@@ -4,8 +4,7 @@ from . import Scenario
 
 SCENARIO = Scenario(
     name="eof",
-    lesson="a peer that accepts and closes at once: its FIN reaches smtplib as end-of-file, raised as "
-           "SMTPServerDisconnected",
+    lesson="a peer that accepts and closes at once: its FIN is end-of-file to smtplib, SMTPServerDisconnected",
     default_host="127.0.0.1",
     default_port=None,
     peer="eof",

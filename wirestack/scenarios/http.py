@@ -4,8 +4,7 @@ from . import Scenario
 
 SCENARIO = Scenario(
     name="http",
-    lesson="urllib.request.urlopen to a closed port: one RST/ACK under urllib, http.client and socket, "
-           "and URLError wrapped around the refusal",
+    lesson="urlopen to a closed port: one RST/ACK under urllib, http.client and socket, wrapped in URLError",
     default_host="127.0.0.1",
     default_port=None,
     peer="closed",

@@ -4,8 +4,7 @@ from . import Scenario
 
 SCENARIO = Scenario(
     name="http-ok",
-    lesson="an http.client GET that works: the request segment paired with request(), the response with "
-           "getresponse()",
+    lesson="an http.client GET that works: the request sent under request(), the response read under getresponse()",
     default_host="127.0.0.1",
     default_port=None,
     peer="http",

@@ -4,8 +4,8 @@ from . import Scenario
 
 SCENARIO = Scenario(
     name="reset",
-    lesson="a peer that aborts the connection after reading: RST, ConnectionResetError (104) inside "
-           "smtplib's read, and smtplib turning it into SMTPServerDisconnected",
+    lesson="a peer that aborts after reading: RST, ConnectionResetError (104) in smtplib's read, "
+           "SMTPServerDisconnected",
     default_host="127.0.0.1",
     default_port=None,
     peer="reset",

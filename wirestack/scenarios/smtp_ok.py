@@ -4,8 +4,7 @@ from . import Scenario
 
 SCENARIO = Scenario(
     name="smtp-ok",
-    lesson="a full smtplib session that works: every segment paired with the smtplib call that sent or read "
-           "it, and the reply codes on the wire",
+    lesson="a whole smtplib session that works: each segment with the call that sent or read it, and the reply codes",
     default_host="127.0.0.1",
     default_port=None,
     peer="smtp",

@@ -4,8 +4,7 @@ from . import Scenario
 
 SCENARIO = Scenario(
     name="timeout",
-    lesson="smtplib to a listener whose accept queue is full: no answer, so the kernel retransmits the SYN "
-           "(first after ~1 s) until the client's timeout; the report measures the spacing",
+    lesson="a listener with a full accept queue: the SYN goes unanswered and is retransmitted until the timeout",
     default_host="127.0.0.1",
     default_port=None,
     peer="backlog",

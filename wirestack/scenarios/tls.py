@@ -4,8 +4,7 @@ from . import Scenario
 
 SCENARIO = Scenario(
     name="tls",
-    lesson="SMTP_SSL to a plain-text SMTP peer: a TLS ClientHello goes out, \"220 ...\" comes back in clear "
-           "text, and ssl reads it as a record with a wrong version number",
+    lesson="SMTP_SSL to a plain-text peer: ClientHello out, \"220\" back in clear text, SSL WRONG_VERSION_NUMBER",
     default_host="127.0.0.1",
     default_port=None,
     peer="banner",

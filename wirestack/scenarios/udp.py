@@ -4,8 +4,7 @@ from . import Scenario
 
 SCENARIO = Scenario(
     name="udp",
-    lesson="UDP to a closed port: the datagram goes out, ICMP port unreachable comes back, and recv() gets "
-           "the same errno 111 as a TCP refusal",
+    lesson="UDP to a closed port: the datagram out, ICMP port unreachable back, errno 111 at the next recv()",
     default_host="127.0.0.1",
     default_port=None,
     peer="closed-udp",

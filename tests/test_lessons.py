@@ -12,7 +12,8 @@ from wirestack.lessons import (
     is_tls_record,
     lessons,
     preview,
-    reader,
+    readers,
+    socket_flows,
 )
 from wirestack.model import Call, CaptureInfo, ExceptionInfo, Frame, Packet, Trace
 from wirestack.pairing import align
@@ -301,7 +302,9 @@ def test_incoming_data_is_credited_to_the_recv_that_read_it() -> None:
              call(3, "sendall", 300, 310, remote=PEER, stack=_stack("quit", "send"))]
     packets = _session(tcp(4, 100, PEER, CLIENT, "PA", seq=501, ack=1, payload=b"220 ready\r\n"),
                        tcp(5, 305, CLIENT, PEER, "PA", seq=1, ack=512, payload=b"quit\r\n"))
-    assert reader(calls, 1, packets[3]) is calls[1]
+    trace = Trace("t", "", tuple(packets), tuple(calls), None, CaptureInfo("lo"))
+    flow = socket_flows(trace, align(trace.calls, trace.packets))[0]
+    assert readers(calls, flow) == {4: calls[1]}
     texts = _texts(calls, packets)
     assert texts[0] == "#4 ← '220 ready' (11 bytes): read by recv_into() under smtplib.py __init__() → getreply()"
 
@@ -361,3 +364,22 @@ def test_a_greeting_alone_is_a_conversation_too() -> None:
     assert _texts(calls, packets) == [
         "#4 ← '+OK POP3 ready' (16 bytes): read by recv_into() under smtplib.py __init__() → _getresp()",
         "commands and replies on the wire: (on connecting) → +OK #4"]
+
+
+def test_bytes_decide_which_read_took_which_segment() -> None:
+    # two segments arrive before the first read, which takes both; the third is taken by the next read
+    stack = _stack("getresponse", "_read_status")
+    calls = [call(1, "connect", 0, 40, remote=PEER), call(2, "sendall", 45, 50, remote=PEER, stack=stack),
+             call(3, "recv_into", 300, 310, remote=PEER, result=30, stack=stack),
+             call(4, "recv_into", 400, 420, remote=PEER, result=5, stack=_stack("read", "_safe_read"))]
+    packets = _session(tcp(4, 48, CLIENT, PEER, "PA", seq=1, ack=501, payload=b"GET / HTTP/1.0\r\n\r\n"),
+                       tcp(5, 100, PEER, CLIENT, "PA", seq=501, ack=19, payload=b"HTTP/1.0 200 OK\r\n"),
+                       tcp(6, 110, PEER, CLIENT, "PA", seq=518, ack=19, payload=b"Server: x\r\n\r\n"),
+                       tcp(7, 350, PEER, CLIENT, "PA", seq=531, ack=19, payload=b"body\n"))
+    trace = Trace("t", "", tuple(packets), tuple(calls), None, CaptureInfo("lo"))
+    flow = socket_flows(trace, align(trace.calls, trace.packets))[0]
+    assert {k: v.id for k, v in readers(calls, flow).items()} == {5: 3, 6: 3, 7: 4}
+    texts = _texts(calls, packets)
+    assert "#5 ← 'HTTP/1.0 200 OK' (17 bytes): read by recv_into() under smtplib.py getresponse() → _read_status()" \
+        in texts
+    assert "#7 ← 'body' (5 bytes): read by recv_into() under smtplib.py read() → _safe_read()" in texts

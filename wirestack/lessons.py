@@ -487,9 +487,10 @@ def conversation(trace: Trace, flows: Sequence[Flow]) -> list[Finding]:
         data = [(p, s, c) for p, s, c in flow.tcp() if p.payload]
         if not data or not _text_turns(data):
             continue
+        read_by = readers(trace.calls, flow)
         for p, side, call in data[:MAX_SEGMENTS]:
             if side == "in":
-                call = reader(trace.calls, flow.socket, p) or call
+                call = read_by.get(p.id, call)
             arrow = "→" if side == "out" else "←"
             body = preview(p.payload) or "(continued)"
             who = ": paired with no call"
@@ -508,11 +509,31 @@ def conversation(trace: Trace, flows: Sequence[Flow]) -> list[Finding]:
     return found
 
 
-def reader(calls: Sequence[Call], socket: int, p: Packet) -> Call | None:
-    """The call that read an incoming data segment: the socket's first recv that ended after it arrived and
-    returned data (or failed). Data waits in the socket until a recv takes it, whatever ran when it came."""
-    return next((c for c in sorted(calls, key=lambda c: c.start_ns) if c.socket == socket and c.op in RECVS
-                 and c.end_ns >= p.time_ns and (c.failed or (isinstance(c.result, int) and c.result > 0))), None)
+def readers(calls: Sequence[Call], flow: Flow) -> dict[int, Call]:
+    """Which call read each incoming data segment, by counting bytes: a socket's reads take its incoming stream in
+    order, so the segment that starts at byte offset o was read by the read whose bytes cover o, whatever call
+    was running when the segment arrived. A segment that no recorded read covers is left out (never read, or
+    read from C as the ssl module does)."""
+    tcp = flow.tcp()
+    incoming = [p for p, side, _ in tcp if side == "in" and p.payload]
+    if not incoming:
+        return {}
+    synack = next((p for p, side, _ in tcp if side == "in" and "S" in p.flags), None)
+    base = synack.seq + 1 if synack is not None else incoming[0].seq
+    reads = sorted((c for c in calls if c.socket == flow.socket and c.op in RECVS and not c.failed
+                    and isinstance(c.result, int) and c.result > 0), key=lambda c: (c.start_ns, c.id))
+    spans: list[tuple[int, int, Call]] = []
+    total = 0
+    for c in reads:
+        spans.append((total, total + int(c.result), c))
+        total += int(c.result)
+    out = {}
+    for p in incoming:
+        offset = (p.seq - base) % (1 << 32)
+        hit = next((c for lo, hi, c in spans if lo <= offset < hi), None)
+        if hit is not None:
+            out[p.id] = hit
+    return out
 
 
 def _exchanges(data: Sequence[tuple[Packet, str, Call | None]]) -> list[tuple[str, tuple[int, ...]]]:

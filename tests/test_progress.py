@@ -39,7 +39,7 @@ def test_retransmitted_syns_are_announced_with_the_next_expected_one() -> None:
     watch = Watch(PORT, linear=0)
     assert watch.on_frame(T0, frame(CLIENT, TARGET, SYN)) == []  # a first SYN alone is not news
     lines = watch.on_frame(T0 + 1_020_000_000, frame(CLIENT, TARGET, SYN))
-    assert lines == ["SYN #1 127.0.0.1:40000 → 127.0.0.1:2525 at +0.00 s: no answer yet",
+    assert lines == ["SYN #1 127.0.0.1:40000 → 127.0.0.1:2525 at +0.00 s",
                      "SYN #2 at +1.02 s, 1.02 s after SYN #1: retransmitted; next expected in ~2.04 s "
                      "(at +3.06 s, a doubled wait)"]
     lines = watch.on_frame(T0 + 3_050_000_000, frame(CLIENT, TARGET, SYN))
@@ -66,8 +66,9 @@ def test_other_ports_and_new_connections_are_not_retransmissions() -> None:
 def test_status_counts_down_to_the_next_syn_until_answered() -> None:
     watch = Watch(PORT, linear=0)
     watch.on_packet(tcp(1, 0, CLIENT, TARGET, "S", seq=7))
-    assert watch.status(T0 + 400_000_000, T0) == ("0.4 s · 1 packets on port 2525 · SYN #1 unanswered · "
-                                                   "next SYN expected in ~0.6 s")
+    assert watch.status(T0 + 400_000_000, T0) == ("0.4 s · SYN #1 unanswered, next expected in ~0.6 s · "
+                                                   "1 packet on port 2525")
+    assert watch.status(T0 + 1_600_000_000, T0).startswith("1.6 s · SYN #1 unanswered, no further SYN yet")
     watch.on_packet(tcp(2, 500_000, TARGET, CLIENT, "RA", ack=8))
     assert watch.status(T0 + 600_000_000, T0) == "0.6 s · 2 packets on port 2525"
 
@@ -87,12 +88,13 @@ class Clock:
 def test_live_writes_lines_and_a_status_line_only_on_a_terminal() -> None:
     clock = Clock()
     out: list[str] = []
-    live = Live(Watch(PORT, linear=0), out.append, "timeout", status=True, clock=clock)
+    live = Live(Watch(PORT, linear=0), out.append, "timeout", status=True, clock=clock, columns=200)
     with live:
         live.on_frame(T0, frame(CLIENT, TARGET, SYN))
         clock.now = T0 + 1_200_000_000
         live._draw()  # what the ticker thread does every 0.1 s
-        assert out[-1].startswith("\r\x1b[Kwirestack timeout: 1.2 s · 1 packets on port 2525 · SYN #1 unanswered")
+        assert out[-1] == ("\r\x1b[Kwirestack timeout: 1.2 s · SYN #1 unanswered, next expected now · "
+                           "1 packet on port 2525")
         live.on_frame(T0 + 1_010_000_000, frame(CLIENT, TARGET, SYN))
     assert out[-1] == "\r\x1b[K"  # the status line is erased at the end
     assert "wirestack timeout: SYN #2 at +1.01 s, 1.01 s after SYN #1: retransmitted" in "".join(out)
@@ -116,3 +118,15 @@ def test_no_status_line_in_the_first_second() -> None:
         clock.now = T0 + 900_000_000
         live._draw()
     assert out == []
+
+
+def test_the_status_line_fits_the_terminal() -> None:
+    clock = Clock()
+    out: list[str] = []
+    live = Live(Watch(PORT, linear=0), out.append, "timeout", status=True, clock=clock, columns=40)
+    with live:
+        live.on_frame(T0, frame(CLIENT, TARGET, SYN))
+        clock.now = T0 + 2 * S
+        live._draw()
+        drawn = out[-1]
+    assert drawn.startswith("\r\x1b[K") and len(drawn) - 4 == 39 and drawn.endswith("…")

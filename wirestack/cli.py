@@ -92,7 +92,7 @@ def _run_scenario(args: argparse.Namespace) -> int:
     from .files import OutputError, check_writable, default_path, write
     from .model import Trace
     from .peers import PeerError, running
-    from .progress import Live, Watch
+    from .progress import Live, Watch, columns
     from .scenarios import catalogue
     from .tracer import Interrupted, Stop, run_traced, stop_on_signals
 
@@ -128,7 +128,9 @@ def _run_scenario(args: argparse.Namespace) -> int:
     try:
         with peer as port:
             assert port is not None
-            with Live(Watch(port), err, scenario.name, status=sys.stderr.isatty()) as live:
+            live_status = sys.stderr.isatty()  # the status line is redrawn in place: terminals only
+            width = columns(sys.stderr.fileno()) if live_status else 80
+            with Live(Watch(port), err, scenario.name, status=live_status, columns=width) as live:
                 trace = run_traced(scenario.client(host, port), args.interface, timeout=scenario.limit,
                                    on_frame=live.on_frame)
     except (CaptureError, PeerError) as exc:

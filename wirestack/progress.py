@@ -17,6 +17,7 @@ The lines are predictions and counts for the impatient; the report afterwards re
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -98,7 +99,7 @@ class Watch:
         t0 = syn.times[0]
         lines = []
         if len(syn.times) == 2:
-            lines.append(f"SYN #1 {endpoint(*syn.src)} → {endpoint(*syn.dst)} at +0.00 s: no answer yet")
+            lines.append(f"SYN #1 {endpoint(*syn.src)} → {endpoint(*syn.dst)} at +0.00 s")
         n = len(syn.times)
         gap = syn.times[-1] - syn.times[-2]
         nxt = syn.next_expected_ns(self.linear)
@@ -113,14 +114,24 @@ class Watch:
         return next((s for s in reversed(self.attempts) if not s.answered), None)
 
     def status(self, now_ns: int, started_ns: int) -> str:
-        text = f"{(now_ns - started_ns) / 1e9:.1f} s · {self.packets} packets on port {self.port}"
+        """'3.1 s · SYN #4 unanswered, next expected in ~1.0 s · 4 packets on port 2525' (most telling first)."""
+        parts = [f"{(now_ns - started_ns) / 1e9:.1f} s"]
         syn = self.waiting()
         if syn is not None:
             left = syn.next_expected_ns(self.linear) - now_ns
-            text += f" · SYN #{len(syn.times)} unanswered"
-            text += f" · next SYN expected in ~{max(left, 0) / 1e9:.1f} s" if left > -500_000_000 else \
-                " · no further SYN yet"
-        return text
+            when = (f"next expected in ~{left / 1e9:.1f} s" if left > 50_000_000 else
+                    "next expected now" if left > -500_000_000 else "no further SYN yet")
+            parts.append(f"SYN #{len(syn.times)} unanswered, {when}")
+        parts.append(f"{self.packets} packet{'' if self.packets == 1 else 's'} on port {self.port}")
+        return " · ".join(parts)
+
+
+def columns(fd: int, default: int = 80) -> int:
+    """The width of the terminal on `fd`."""
+    try:
+        return os.get_terminal_size(fd).columns or default
+    except OSError:
+        return default
 
 
 class Live:
@@ -128,8 +139,9 @@ class Live:
     by a small thread every 0.1 s once the run has lasted a second."""
 
     def __init__(self, watch: Watch, write: Callable[[str], object], title: str, status: bool,
-                 clock: Callable[[], int] = time.time_ns) -> None:
+                 clock: Callable[[], int] = time.time_ns, columns: int = 80) -> None:
         self.watch = watch
+        self._columns = max(columns, 20)
         self._write = write
         self._title = title
         self._status = status
@@ -172,7 +184,10 @@ class Live:
         now = self._clock()
         if not self._status or self._stop.is_set() or now - self.started_ns < STATUS_AFTER_NS:
             return
-        self._write(f"\r\x1b[Kwirestack {self._title}: {self.watch.status(now, self.started_ns)}")
+        line = f"wirestack {self._title}: {self.watch.status(now, self.started_ns)}"
+        if len(line) >= self._columns:  # a wrapped line could not be redrawn in place
+            line = line[: self._columns - 2] + "…"
+        self._write(f"\r\x1b[K{line}")
         self._shown = True
 
     def _erase(self) -> None:

@@ -135,11 +135,11 @@ def test_icmp_port_unreachable_after_a_datagram() -> None:
     packets = [udp(1, 20, CLIENT, UDP_PEER, b"hello"), icmp_unreachable(2, 45, (CLIENT, UDP_PEER))]
     texts = _texts(_udp_calls(), packets)
     assert texts[0] == ("ICMP port unreachable (type 3 code 3, #2) from 127.0.0.1 came back 25 µs after the datagram "
-                        "#1 (5 bytes, 'hello'), quoting it (UDP 127.0.0.1:40000 → 127.0.0.1:9999); send() returned "
-                        "5 bytes, though the error came while it was still running: a datagram send cannot know: "
-                        "no socket was bound to UDP port 9999 there")
-    assert texts[1] == ("the program learned of it at its next call on the socket: recv() failed with ECONNREFUSED "
-                        "(111), the errno a TCP refusal gives, carried here by ICMP instead of RST")
+                        "#1 (5 bytes, 'hello'), quoting it (UDP 127.0.0.1:40000 → 127.0.0.1:9999): no socket was "
+                        "bound to UDP port 9999 there; send() returned 5 bytes, though the error came while it was "
+                        "still running: sending a datagram waits for no answer")
+    assert texts[1] == ("the program learned of it when recv() failed with ECONNREFUSED (111), the errno a TCP "
+                        "refusal gives, carried here by ICMP instead of RST")
     assert len(texts) == 2  # the datagram was answered (by ICMP): no "silence" lesson
 
 

@@ -244,20 +244,21 @@ def icmp_errors(trace: Trace, alignment: Alignment) -> list[Finding]:
                     f"({len(d.payload)} bytes{', ' + body if body else ''}), quoting it "
                     f"({q.proto} {endpoint(q.src, q.sport)} → {endpoint(q.dst, q.dport)})")
             ids.insert(0, d.id)
+            if name == "port unreachable":
+                text += f": no socket was bound to {q.proto} port {q.dport} there"
             sender = next((calls[x.call] for x in alignment.pairs_of(d.id) if x.call in calls), None)
             if sender is not None and not sender.failed:
-                when = (", though the error came while it was still running"
-                        if sender.start_ns <= icmp.time_ns <= sender.end_ns else "")
-                text += f"; {sender.op}() returned {sender.result} bytes{when}: a datagram send cannot know"
+                when = ("though the error came while it was still running"
+                        if sender.start_ns <= icmp.time_ns <= sender.end_ns else "before the error came")
+                text += (f"; {sender.op}() returned {sender.result} bytes, {when}: sending a datagram waits for "
+                         "no answer")
         else:
             text = (f"{what} quotes a datagram {endpoint(q.src, q.sport)} → {endpoint(q.dst, q.dport)} that the "
                     "capture did not see leave")
-        if name == "port unreachable":
-            text += f": no socket was bound to {q.proto} port {q.dport} there"
         found.append(Finding(text, tuple(ids)))
         learner = next((calls[x.call] for x in alignment.pairs_of(icmp.id) if x.call in calls), None)
         if learner is not None and learner.errno is not None:
-            text = (f"the program learned of it at its next call on the socket: {learner.op}() failed with "
+            text = (f"the program learned of it when {learner.op}() failed with "
                     f"{errnos.name(learner.errno)} ({learner.errno})")
             if learner.errno == 111:
                 text += ", the errno a TCP refusal gives, carried here by ICMP instead of RST"

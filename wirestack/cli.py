@@ -7,7 +7,7 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -110,7 +110,8 @@ def _parser() -> argparse.ArgumentParser:
     for scenario in catalogue().values():
         p = sub.add_parser(scenario.name, help=scenario.lesson, description=scenario.lesson)
         p.add_argument("--host", default=None, help=f"host to connect to (default {scenario.default_host})")
-        p.add_argument("--port", type=_port, default=None, help=f"port (default {scenario.default_port})")
+        port_default = scenario.default_port if scenario.default_port is not None else "the peer's ephemeral port"
+        p.add_argument("--port", type=_port, default=None, help=f"port (default {port_default})")
         _output_options(p)
     return parser
 
@@ -169,11 +170,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _run_scenario(args)
 
 
+def _limits(args: argparse.Namespace) -> dict[str, Any]:
+    """The capture options every run shares (kernel layer, frame cap, snap length)."""
+    out: dict[str, Any] = {"kernel": not args.no_kernel}
+    out.update({k: v for k, v in (("max_packets", args.max_packets), ("snaplen", args.snaplen)) if v})
+    return out
+
+
 def _run_scenario(args: argparse.Namespace) -> int:
+    from contextlib import AbstractContextManager, nullcontext
+
+    from .model import Trace
+    from .peers import running
+    from .progress import Live, Watch, columns
     from .scenarios import catalogue
+    from .tracer import run_traced
 
     scenario = catalogue()[args.command]
-    return _execute(args, scenario.client(args.host, args.port), scenario.name)
+    host = scenario.default_host if args.host is None else args.host
+    kind = scenario.peer_for(args.port is not None)
+    if kind is not None and args.port is not None and args.port > 65535:
+        return _fail(f"port {args.port} is out of range for the peer of {scenario.name}: use 1-65535")
+    for var in [v for v in os.environ if v.lower() in ("http_proxy", "https_proxy", "all_proxy", "ftp_proxy")]:
+        del os.environ[var]  # the client's traffic stays on loopback, never via a proxy
+
+    def err(text: str) -> None:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+
+    def runner() -> Trace:
+        peer: AbstractContextManager[int | None] = (
+            running(kind, host, args.port or 0) if kind is not None
+            else nullcontext(scenario.default_port if args.port is None else args.port))
+        with peer as port:
+            assert port is not None
+            live_status = sys.stderr.isatty()  # the status line is redrawn in place: terminals only
+            width = columns(sys.stderr.fileno()) if live_status else 80
+            with Live(Watch(port), err, scenario.name, status=live_status, columns=width) as live:
+                return run_traced(scenario.client(host, port), args.interface, timeout=scenario.limit,
+                                  on_frame=live.on_frame, **_limits(args))
+
+    return _execute(args, runner, scenario.name)
 
 
 def _run_program(args: argparse.Namespace, program: list[str]) -> int:
@@ -198,16 +235,23 @@ def _run_program(args: argparse.Namespace, program: list[str]) -> int:
     client = Client(f"run {stem}", mode=mode, target=target, args=tuple(rest), isolated=False, quiet=False,
                     python=shutil.which(python) or python)
     user = None if args.as_root else invoking_user()
-    return _execute(args, client, stem, user=user, timeout=args.timeout, program=True)
+
+    def runner() -> Any:
+        from .tracer import run_traced
+
+        return run_traced(client, args.interface, timeout=args.timeout, user=user, **_limits(args))
+
+    return _execute(args, runner, stem, program=True)
 
 
-def _execute(args: argparse.Namespace, client: Any, name: str, *, user: tuple[int, int] | None = None,
-             timeout: float | None = 120.0, program: bool = False) -> int:
-    """Trace `client`, then write the pcapng and JSON and show the report. For a program (`run`), the report
-    goes to stderr (stdout is the program's) and wirestack exits with the program's status."""
+def _execute(args: argparse.Namespace, runner: Callable[[], Any], name: str, *, program: bool = False) -> int:
+    """Trace with `runner` (a scenario with its peer, or a program), then write the pcapng and JSON and show
+    the report. For a program (`run`), the report goes to stderr (stdout is the program's) and wirestack exits
+    with the program's status."""
     from .capture import CaptureError
     from .files import OutputError, check_writable, default_path, write
-    from .tracer import Interrupted, ProgramError, run_traced, stop_on_signals
+    from .peers import PeerError
+    from .tracer import Interrupted, ProgramError, Stop, stop_on_signals
 
     pcap: Path | None = None
     if not args.no_pcap:
@@ -227,14 +271,14 @@ def _execute(args: argparse.Namespace, client: Any, name: str, *, user: tuple[in
     code = 0
     stop_on_signals()
     try:
-        limits = {k: v for k, v in (("max_packets", args.max_packets), ("snaplen", args.snaplen)) if v}
-        trace = run_traced(client, args.interface, timeout=timeout, user=user, kernel=not args.no_kernel,
-                           **limits)
-    except (CaptureError, ProgramError) as exc:
+        trace = runner()
+    except (CaptureError, ProgramError, PeerError) as exc:
         return _fail(str(exc))
     except Interrupted as exc:
         trace, code = exc.trace, 128 + exc.signum
         print(f"wirestack: interrupted: saving what was recorded ({len(trace.packets)} packets)", file=sys.stderr)
+    except Stop as exc:  # before the client ran (while the peer started), or while the peer was stopped
+        return _fail("interrupted before the client ran", 128 + exc.signum)
     if program and not code and trace.exit_code is not None:
         code = trace.exit_code if trace.exit_code >= 0 else 128 - trace.exit_code
 

@@ -49,7 +49,7 @@ def explain(trace: Trace, alignment: Alignment) -> list[Finding]:
     findings += port_wraps(trace.calls, trace.packets)
     findings += resolver_failures(trace.calls, trace.packets)
     for call in trace.calls:
-        if call.op in CONNECTS:
+        if call.op in CONNECTS and call.kind in ("SOCK_STREAM", ""):  # a UDP connect() sends nothing
             findings += handshake(call, [packets[i] for i in alignment.socket_packets.get(call.socket, ())])
     findings += kernel_findings(trace, alignment)
     findings += propagation(trace.exception, trace.calls, alignment)

@@ -325,8 +325,9 @@ def _call_for(p: Packet, side: str, calls: _SocketCalls) -> tuple[int | None, st
         write = calls.sends.latest(t)
         if write is not None and t <= write.end_ns + NAGLE_NS:
             return write.id, "sent"
-    if side == "in" and p.payload and p.proto == "TCP":
-        # Data is observed by the read that takes it: the one running, or the next one.
+    if side == "in" and p.proto == "TCP" and (p.payload or "F" in p.flags):
+        # Data (and the end of the data, FIN) is observed by the read that takes it: the one running, or the
+        # next one, whatever else (a connect returning, a send) runs when it arrives.
         read = calls.recvs.first_ending_from(t)
         if read is not None:
             return read.id, "received"
@@ -340,7 +341,9 @@ def _call_for(p: Packet, side: str, calls: _SocketCalls) -> tuple[int | None, st
         return None, "kernel"
     if side == "out":
         last = calls.all.latest(t)
-        return (last.id, "sent") if last is not None and t <= last.end_ns + TOLERANCE_NS else (None, "kernel")
+        if last is not None and t <= last.end_ns + TOLERANCE_NS and last.op in _ops_for(p, side):
+            return last.id, "sent"
+        return None, "kernel"
     observers = RECVS if p.payload and p.proto == "TCP" else None
     for c in calls.all.after(t):
         if observers is None or c.op in observers or c.failed:

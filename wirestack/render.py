@@ -53,7 +53,7 @@ def call_line(c: Call) -> str:
         inside = f"{c.args.get('host')!r}, {c.args.get('port')!r}"
     elif c.op == "getsockopt":
         inside = str(c.args.get("option", ""))
-    elif isinstance(target, list) and len(target) == 2:
+    elif isinstance(target, list) and len(target) >= 2:  # IPv6: [host, port, flowinfo, scope_id]
         inside = endpoint(str(target[0]), int(target[1]))
     elif "bytes" in c.args:
         inside = f"{c.args['bytes']} bytes"

@@ -387,7 +387,7 @@ class Wire:
         if unknown:
             raise TypeError(f"wire.find() got unknown criteria {sorted(unknown)}; use {', '.join(_PACKET_KEYS)}, "
                             "port or contains")
-        return [p for p in self.packets if _matches(p, criteria)]
+        return [p for p in self.packets if packet_matches(p, criteria)]
 
     def saw(self, **criteria: Any) -> bool:
         """Was a packet matching the criteria (see `find`) captured? e.g. `wire.saw(flags="RA", sport=port)`."""
@@ -411,7 +411,8 @@ def packet_summary(p: Packet) -> str:
     return f"#{p.id} {p.proto} {flow}{flags} len={len(p.payload)}"
 
 
-def _matches(p: Packet, criteria: dict[str, Any]) -> bool:
+def packet_matches(p: Packet, criteria: dict[str, Any]) -> bool:
+    """Does `p` meet every criterion of `Wire.find`? Pure."""
     for key, want in criteria.items():
         if key == "flags":
             if set(p.flags) != set(want) or len(p.flags) != len(want):

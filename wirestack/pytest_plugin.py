@@ -112,7 +112,6 @@ class Recording:
     frames: Frames | None = None
     dropped: int = 0
     finished: bool = False
-    drained: bool = False
     written: list[Path] = field(default_factory=list)
     cache: tuple[tuple[int, int], Report] | None = None
 
@@ -216,7 +215,10 @@ class WireSession:
         if run is None:
             return
         try:
-            if self.keep == "all" and not run.written and os.getpid() == self._pid:
+            if self.keep == "all" and not run.written and os.getpid() == self._pid and self._probe is not None:
+                self._probe.flush()
+                if not any(r.get("kind") == "call" for r in run.records):
+                    return  # no socket call: no file, and no drain
                 report = self.sync(run)
                 if report.trace.calls:
                     from .files import OutputError
@@ -235,6 +237,8 @@ class WireSession:
 
     def sync(self, run: Recording, exception: BaseException | None = None) -> Report:
         """The test's report from everything recorded up to now (drained from the capture first)."""
+        from dataclasses import replace
+
         from .capture import Capture, CaptureError
         from .probe import exception_dict
         from .report import build_report
@@ -250,7 +254,6 @@ class WireSession:
                 except CaptureError as exc:
                     notes.append({"kind": "note", "text": f"the capture could not be drained: {exc}"})
                 else:
-                    run.drained = True
                     run.dropped += dropped
                     frames = _since(frames, run.started_ns)
                     if run.frames is None:
@@ -267,10 +270,13 @@ class WireSession:
                 records.append({"kind": "exception", "pid": self._pid,
                                 **exception_dict(exception, self._probe, self._skip)})
             capture = Capture(INTERFACE)
+            seen = 0
             if run.frames is not None:
-                capture.frames = run.frames
+                seen = len(run.frames)
+                capture.frames = candidates(run.frames, ports_of(records), self._worker.linktype)
             capture.dropped, capture.linktype = run.dropped, self._worker.linktype
             trace = build_trace(Client("pytest", run.nodeid), capture, records, run.started_ns, None, self._pid)
+            trace = replace(trace, capture=replace(trace.capture, seen=seen))  # every frame read, as the CLI counts
             report = build_report(trace)
             if exception is None and not notes:
                 run.cache = (key, report)
@@ -329,6 +335,50 @@ def _since(frames: Frames, start_ns: int) -> Frames:
 
     keep = [i for i, t in enumerate(frames.times) if t >= start_ns]
     return Frames([frames.times[i] for i in keep], [frames.lengths[i] for i in keep], [frames.data[i] for i in keep])
+
+
+def ports_of(records: list[dict[str, Any]]) -> frozenset[int]:
+    """Every port the recorded calls name as a local or remote end."""
+    ports = set()
+    for r in records:
+        for end in (r.get("local"), r.get("remote")):
+            if isinstance(end, list) and len(end) == 2 and isinstance(end[1], int) and end[1]:
+                ports.add(end[1])
+    return frozenset(ports)
+
+
+def candidates(frames: Frames, ports: frozenset[int], linktype: int) -> Frames:
+    """The frames that may belong to the test's flows, before any decoding. Loopback carries everyone's traffic
+    (a busy machine put 14,000 frames into one short test's window); decoding and pairing them all took seconds.
+    A TCP or UDP frame is left out only when neither of its ports is one the test's calls used: the pairing
+    would leave it out anyway (a flow matches on both ends). ICMP, fragments, other framing: kept."""
+    from .capture import Frames
+    from .dissect import LINKTYPE_ETHERNET
+
+    if linktype != LINKTYPE_ETHERNET:
+        return frames
+    keep = [i for i, d in enumerate(frames.data) if _may_belong(d, ports)]
+    if len(keep) == len(frames):
+        return frames
+    return Frames([frames.times[i] for i in keep], [frames.lengths[i] for i in keep], [frames.data[i] for i in keep])
+
+
+def _may_belong(frame: bytes, ports: frozenset[int]) -> bool:
+    if len(frame) < 14:
+        return True
+    ethertype = frame[12:14]
+    if ethertype == b"\x08\x00" and len(frame) >= 34:
+        if int.from_bytes(frame[20:22], "big") & 0x1FFF:  # a fragment after the first: no ports in it
+            return True
+        proto, off = frame[23], 14 + (frame[14] & 0x0F) * 4
+    elif ethertype == b"\x86\xdd" and len(frame) >= 54:
+        proto, off = frame[20], 54
+    else:
+        return True
+    if proto not in (6, 17) or len(frame) < off + 4:
+        return True
+    return int.from_bytes(frame[off : off + 2], "big") in ports or int.from_bytes(frame[off + 2 : off + 4],
+                                                                                  "big") in ports
 
 
 def involves_network(report: Report) -> bool:

@@ -21,6 +21,9 @@ its summary line (collection and tests; it starts after the worker is up). Every
 the pass/fail counts, and for `on`: one pcapng per failing test and none for passing tests. A run that fails
 its check is reported and left out of the statistics.
 
+CPU is user + system time of the pytest process and its children (the capture worker), from getrusage: less
+sensitive than wall time to other load on the machine.
+
 Target (issue 7): median(on) / median(plain) <= 1.5 in wall time.
 
 Usage: sudo python3 scripts/bench/pytest_plugin.py [--tests 200] [--failing 0] [--runs 7] [--markdown FILE]
@@ -33,6 +36,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -124,6 +128,7 @@ class Variant:
     key: str
     wall_ms: list[float] = field(default_factory=list)
     session_ms: list[float] = field(default_factory=list)
+    cpu_ms: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
 
 
@@ -148,15 +153,18 @@ def generate(folder: Path, tests: int, failing: int) -> tuple[int, int]:
     return tests - failed, failed
 
 
-def run_once(key: str, folder: Path, passing: int, failing: int) -> tuple[float, float]:
+def run_once(key: str, folder: Path, passing: int, failing: int) -> tuple[float, float, float]:
     captures = folder / "captures"
     shutil.rmtree(captures, ignore_errors=True)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(
         os.pathsep), "PYTEST_ADDOPTS": ""}
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *VARIANTS[key], "test_generated.py"]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(cmd, cwd=folder, env=env, capture_output=True, text=True, timeout=TIMEOUT)
     wall = (time.perf_counter() - start) * 1e3
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # pytest and its children (the capture worker)
+    cpu = (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) * 1e3
     out = done.stdout
     summary = out.strip().splitlines()[-1] if out.strip() else ""
     expected = f"{failing} failed, {passing} passed" if failing else f"{passing} passed"
@@ -168,7 +176,7 @@ def run_once(key: str, folder: Path, passing: int, failing: int) -> tuple[float,
     if len(files) != want or (failing and key == "on" and out.count("- wirestack -") != failing):
         raise CheckFailed(f"{len(files)} pcapng files and {out.count('- wirestack -')} sections, expected {want}")
     m = re.search(r" in ([0-9.]+)s", summary)
-    return wall, float(m.group(1)) * 1e3 if m else float("nan")
+    return wall, float(m.group(1)) * 1e3 if m else float("nan"), cpu
 
 
 class CheckFailed(Exception):
@@ -216,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         for round_ in range(args.runs + 1):
             for key, v in variants.items():
                 try:
-                    wall, session = run_once(key, folder, passing, failing)
+                    wall, session, cpu = run_once(key, folder, passing, failing)
                 except (CheckFailed, subprocess.TimeoutExpired) as exc:
                     v.failures.append(f"round {round_}: {exc}")
                     print(f"  {key}: check failed: {exc}", file=sys.stderr)
@@ -224,21 +232,24 @@ def main(argv: list[str] | None = None) -> int:
                 if round_:  # round 0 warms up caches
                     v.wall_ms.append(wall)
                     v.session_ms.append(session)
+                    v.cpu_ms.append(cpu)
             print(f"  round {round_}/{args.runs} done", file=sys.stderr, flush=True)
-    base = statistics.median(variants["plain"].wall_ms) if variants["plain"].wall_ms else float("nan")
-    base_s = statistics.median(variants["plain"].session_ms) if variants["plain"].session_ms else float("nan")
+    def median(v: Variant, attr: str) -> float:
+        values: list[float] = getattr(v, attr)
+        return statistics.median(values) if values else float("nan")
+
+    plain = variants["plain"]
     rows = ["| variant | wall median ms | wall min | wall max | ratio (wall) | session median ms | ratio (session) "
-            "| failed checks |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+            "| CPU median ms | ratio (CPU) | failed checks |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for key, v in variants.items():
         med, lo, hi = fmt(v.wall_ms)
-        smed = fmt(v.session_ms)[0]
-        ratio = f"{statistics.median(v.wall_ms) / base:.2f}" if v.wall_ms else "-"
-        sratio = f"{statistics.median(v.session_ms) / base_s:.2f}" if v.session_ms else "-"
-        rows.append(f"| {key} | {med} | {lo} | {hi} | {ratio} | {smed} | {sratio} | {len(v.failures)} |")
+        ratios = [f"{median(v, a) / median(plain, a):.2f}" for a in ("wall_ms", "session_ms", "cpu_ms")]
+        rows.append(f"| {key} | {med} | {lo} | {hi} | {ratios[0]} | {fmt(v.session_ms)[0]} | {ratios[1]} "
+                    f"| {fmt(v.cpu_ms)[0]} | {ratios[2]} | {len(v.failures)} |")
     table = "\n".join(rows)
     print(table)
     on = variants["on"].wall_ms
-    ratio = statistics.median(on) / base if on else float("inf")
+    ratio = median(variants["on"], "wall_ms") / median(plain, "wall_ms") if on else float("inf")
     verdict = f"on/plain = {ratio:.2f} (target <= {TARGET_RATIO})"
     print(verdict)
     if args.markdown:

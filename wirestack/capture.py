@@ -375,11 +375,11 @@ class CaptureWorker:
         self.linktype = int(linktype)
         return _unpack_frames(self._exactly(int(size)), int(count)), int(dropped)
 
-    def finish(self) -> Capture:
+    def finish(self, timeout: float = 60.0) -> Capture:
         proc = self._proc
         assert proc is not None and proc.stdin is not None and proc.stdout is not None
         try:
-            data, _ = proc.communicate(timeout=self.timeout)
+            data, _ = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.kill()
             raise CaptureError("the capture process did not finish") from None

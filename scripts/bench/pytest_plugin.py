@@ -26,7 +26,10 @@ sensitive than wall time to other load on the machine.
 
 Target (issue 7): median(on) / median(plain) <= 1.5 in wall time.
 
-Usage: sudo python3 scripts/bench/pytest_plugin.py [--tests 200] [--failing 0] [--runs 7] [--markdown FILE]
+With `--project`, the suite is this repository's own `tests/` (plain and on only; every run must pass).
+
+Usage: sudo python3 scripts/bench/pytest_plugin.py [--tests 200] [--failing 0] [--runs 7] [--project]
+                                                   [--markdown FILE]
 Exit status: 0 done, 1 a check failed or the target was missed, 2 cannot run (not root, bad arguments).
 Traffic goes to 127.0.0.1 only; every run has a time limit.
 """
@@ -153,12 +156,14 @@ def generate(folder: Path, tests: int, failing: int) -> tuple[int, int]:
     return tests - failed, failed
 
 
-def run_once(key: str, folder: Path, passing: int, failing: int) -> tuple[float, float, float]:
+def run_once(key: str, folder: Path, passing: int, failing: int, project: bool = False) -> tuple[float, float, float]:
     captures = folder / "captures"
-    shutil.rmtree(captures, ignore_errors=True)
+    if not project:
+        shutil.rmtree(captures, ignore_errors=True)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(
         os.pathsep), "PYTEST_ADDOPTS": ""}
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *VARIANTS[key], "test_generated.py"]
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *VARIANTS[key],
+           *([] if project else ["test_generated.py"])]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(cmd, cwd=folder, env=env, capture_output=True, text=True, timeout=TIMEOUT)
@@ -167,6 +172,12 @@ def run_once(key: str, folder: Path, passing: int, failing: int) -> tuple[float,
     cpu = (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) * 1e3
     out = done.stdout
     summary = out.strip().splitlines()[-1] if out.strip() else ""
+    m = re.search(r" in ([0-9.]+)s", summary)
+    session = float(m.group(1)) * 1e3 if m else float("nan")
+    if project:  # this repository's own tests: they must all pass, in every variant
+        if done.returncode != 0:
+            raise CheckFailed(f"exit {done.returncode}, summary {summary!r}")
+        return wall, session, cpu
     expected = f"{failing} failed, {passing} passed" if failing else f"{passing} passed"
     if done.returncode != (1 if failing else 0) or not summary.startswith(expected):
         raise CheckFailed(f"exit {done.returncode}, summary {summary!r}, expected {expected!r}; "
@@ -175,8 +186,7 @@ def run_once(key: str, folder: Path, passing: int, failing: int) -> tuple[float,
     want = failing if key == "on" else 0
     if len(files) != want or (failing and key == "on" and out.count("- wirestack -") != failing):
         raise CheckFailed(f"{len(files)} pcapng files and {out.count('- wirestack -')} sections, expected {want}")
-    m = re.search(r" in ([0-9.]+)s", summary)
-    return wall, float(m.group(1)) * 1e3 if m else float("nan"), cpu
+    return wall, session, cpu
 
 
 class CheckFailed(Exception):
@@ -205,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--failing", type=int, default=0)
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--markdown", metavar="FILE")
+    parser.add_argument("--project", action="store_true",
+                        help="time this repository's own test suite (plain and on) instead of a generated one")
     args = parser.parse_args(argv)
     if not 4 <= args.tests <= 5000 or not 1 <= args.runs <= 50 or args.failing < 0:
         print("--tests 4..5000, --runs 1..50, --failing >= 0", file=sys.stderr)
@@ -212,19 +224,20 @@ def main(argv: list[str] | None = None) -> int:
     if not can_capture():
         print("needs root or CAP_NET_RAW (the `on` variant captures)", file=sys.stderr)
         return 2
-    variants = {k: Variant(k) for k in VARIANTS}
+    variants = {k: Variant(k) for k in VARIANTS if not (args.project and k == "inert")}
     with tempfile.TemporaryDirectory(prefix="wirestack-bench-") as tmp:
-        folder = Path(tmp)
-        passing, failing = generate(folder, args.tests, args.failing)
+        folder = ROOT if args.project else Path(tmp)
+        passing, failing = (0, 0) if args.project else generate(folder, args.tests, args.failing)
         check = subprocess.run([sys.executable, "-c", "import wirestack; print(wirestack.__file__)"], cwd=folder,
                                env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True)
         print(f"wirestack under test: {check.stdout.strip()}")
-        print(f"suite: {args.tests} tests ({passing} passing, {failing} failing), {args.runs} runs per variant "
-              f"after 1 warm-up round, interleaved", flush=True)
+        suite = (f"this repository's tests ({ROOT / 'tests'})" if args.project
+                 else f"{args.tests} tests ({passing} passing, {failing} failing)")
+        print(f"suite: {suite}, {args.runs} runs per variant after 1 warm-up round, interleaved", flush=True)
         for round_ in range(args.runs + 1):
             for key, v in variants.items():
                 try:
-                    wall, session, cpu = run_once(key, folder, passing, failing)
+                    wall, session, cpu = run_once(key, folder, passing, failing, args.project)
                 except (CheckFailed, subprocess.TimeoutExpired) as exc:
                     v.failures.append(f"round {round_}: {exc}")
                     print(f"  {key}: check failed: {exc}", file=sys.stderr)

@@ -12,16 +12,20 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import tomllib
 from builders import CLIENT, SERVER, tcp
 from conftest import ROOT
 
-from wirestack.pytest_plugin import file_stem, packet_matches
+from wirestack.capture import Frames
+from wirestack.dissect import LINKTYPE_ETHERNET, LINKTYPE_RAW
+from wirestack.pytest_plugin import candidates, file_stem, packet_matches, ports_of
 
 pytest_plugins = ["pytester"]
 
@@ -406,3 +410,24 @@ def test_packet_matching_on_hand_built_packets() -> None:
     assert not packet_matches(syn, {"dport": 25}) and not packet_matches(syn, {"port": 25})
     assert packet_matches(data, {"contains": b"EHLO"}) and not packet_matches(syn, {"contains": b"EHLO"})
     assert packet_matches(data, {"payload": b"EHLO there\r\n"}) and not packet_matches(data, {"payload": b"EHLO"})
+
+
+def _frame(proto: int, sport: int, dport: int, v6: bool = False) -> bytes:
+    """A loopback Ethernet frame with an IPv4/IPv6 header and the first 4 bytes of a transport header."""
+    ports = struct.pack("!HH", sport, dport) + b"\0" * 16
+    if v6:
+        ip = struct.pack("!IHBB16s16s", 6 << 28, len(ports), proto, 64, b"\0" * 15 + b"\1", b"\0" * 15 + b"\1")
+        return b"\0" * 12 + b"\x86\xdd" + ip + ports
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(ports), 0, 0, 64, proto, 0, b"\x7f\0\0\1", b"\x7f\0\0\1")
+    return b"\0" * 12 + b"\x08\x00" + ip + ports
+
+
+def test_frames_of_other_flows_are_left_out_before_decoding() -> None:
+    ours = [_frame(6, 41000, 2525), _frame(6, 2525, 41000), _frame(17, 5353, 41000, v6=True),
+            _frame(1, 0, 0), b"\0" * 12 + b"\x08\x06" + b"\0" * 28]  # TCP both ways, UDP over IPv6, ICMP, ARP
+    theirs = [_frame(6, 50000, 60000), _frame(17, 53, 50001, v6=True)]
+    frames = Frames(list(range(7)), [64] * 7, ours[:2] + theirs[:1] + ours[2:] + theirs[1:])
+    records: list[dict[str, Any]] = [{"kind": "call", "local": ["0.0.0.0", 41000], "remote": ["127.0.0.1", 2525]}]
+    kept = candidates(frames, ports_of(records), LINKTYPE_ETHERNET)
+    assert kept.data == ours and kept.times == [0, 1, 3, 4, 5]
+    assert candidates(frames, frozenset(), LINKTYPE_RAW) is frames  # other framing: not guessed at

@@ -14,17 +14,15 @@ or CAP_NET_RAW, as for the command line. An exception leaving the block is recor
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from .capture import WORKER_BOOT, CaptureError, read_worker_frames
+from .capture import CaptureWorker
 from .probe import Probe, exception_dict
 from .report import Report, build_report
-from .tracer import PACKAGE_DIR, Client, build_trace
+from .tracer import Client, build_trace
 
 
 class Tracing:
@@ -33,21 +31,12 @@ class Tracing:
         self.title = title
         self.report: Report | None = None
         self._records: list[dict[str, Any]] = []
-        self._worker: subprocess.Popen[bytes] | None = None
+        self._worker: CaptureWorker | None = None
         self._probe: Probe | None = None
         self._started = 0
 
     def __enter__(self) -> Tracing:
-        worker = subprocess.Popen(
-            [sys.executable, "-I", "-S", "-c", WORKER_BOOT.format(root=str(PACKAGE_DIR.parent)), self.interface],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        assert worker.stdout is not None
-        line = worker.stdout.readline().decode().strip()
-        if line != "ready":
-            worker.kill()
-            worker.wait()
-            raise CaptureError(line.removeprefix("error ") or "the capture process did not start")
-        self._worker = worker
+        self._worker = CaptureWorker(self.interface).start()  # raises CaptureError with a one-line reason
         self._started = time.time_ns()
         self._probe = Probe(self._records.extend)
         self._probe.install()
@@ -61,8 +50,7 @@ class Tracing:
         if ev is not None:
             self._records.append({"kind": "exception", "pid": os.getpid(),
                                   **exception_dict(ev, probe, probe.is_hidden)})
-        data, _ = worker.communicate()  # closing its stdin tells it to drain and hand over the frames
-        capture = read_worker_frames(data, self.interface)
+        capture = worker.finish()  # closing its stdin tells it to drain and hand over the frames
         trace = build_trace(Client(self.title, "with wirestack.trace(): ..."), capture, self._records, self._started,
                             None, os.getpid())
         self.report = build_report(trace)

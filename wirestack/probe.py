@@ -41,6 +41,10 @@ _current_thread = threading.current_thread
 _ORIG_GETSOCKNAME = _socket.socket.getsockname
 _ORIG_GETPEERNAME = _socket.socket.getpeername
 
+# pytest leaves frames whose globals (or locals) hold this out of its tracebacks: the wrappers are invisible there
+# too, as they are in wirestack's own reports.
+__tracebackhide__ = True
+
 EXC_ATTR = "_wirestack_call"
 _WAITS = {11, 115, 114}  # EAGAIN, EINPROGRESS, EALREADY
 FLUSH_NS = 50_000_000  # records reach wirestack within 50 ms of a call, or 512 calls, whichever comes first

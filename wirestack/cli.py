@@ -56,6 +56,10 @@ def _output_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-color", action="store_true", help="no colours (also: NO_COLOR, or not a terminal)")
     p.add_argument("--width", type=_width, default=None, help="columns for the report")
     p.add_argument("--no-kernel", action="store_true", help="do not record the kernel's tracepoints")
+    ns = p.add_mutually_exclusive_group()
+    ns.add_argument("--netns", action="store_true", help="run in a private user + network namespace (no sudo "
+                    "needed; also as root, for a capture with no other traffic)")
+    ns.add_argument("--no-netns", action="store_true", help="never fall back to a private namespace")
     p.add_argument("--all", action="store_true", help="show every failed call and packet, even in a large run")
     p.add_argument("--max-packets", type=_positive, default=None, metavar="N",
                    help="keep at most N frames (default 5,000,000), like tcpdump -c")
@@ -144,6 +148,7 @@ def _fail(message: str, code: int = EXIT_USAGE) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    original = list(argv)
     program: list[str] = []
     if argv[:1] == ["run"]:
         options, program = split_run_argv(argv[1:])
@@ -161,12 +166,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         for s in catalogue().values():
             print(f"{s.name:<10} {s.lesson}")
         return 0
-    if args.command == "run":
-        return _run_program(args, program)
     if args.command == "read":
         return _read(args)
     if args.command == "wireshark":
         return _wireshark(args)
+    from .netns import NamespaceError, can_capture, inside, loopback_up, run_inside
+
+    try:  # capturing commands: without the privilege, in a private namespace of our own
+        if inside():
+            loopback_up()
+        elif args.netns or (not args.no_netns and not can_capture()):
+            return run_inside(original)
+    except NamespaceError as exc:
+        return _fail(str(exc))
+    if args.command == "run":
+        return _run_program(args, program)
     return _run_scenario(args)
 
 

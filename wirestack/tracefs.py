@@ -49,6 +49,9 @@ class Recorder:
         `interpreter` (as exec sets it). Raises KernelOff."""
         if os.geteuid() != 0:
             raise KernelOff("kernel layer off: reading tracepoints needs root")
+        if _outer_uid() != 0:
+            raise KernelOff("kernel layer off: tracepoints need real root, and this run is root only inside its "
+                            "private namespace")
         mounted = _ensure_mounted()
         _remove_stale()
         rec = cls(MOUNT / "instances" / f"wirestack-{os.getpid()}-{time.monotonic_ns() % 1_000_000}", mounted)
@@ -95,6 +98,18 @@ class Recorder:
         if self.mounted:
             subprocess.run(["umount", str(MOUNT)], capture_output=True)
             self.mounted = False
+
+
+def _outer_uid() -> int:
+    """The uid that our uid 0 stands for in the initial namespace (0 unless we are in a user namespace)."""
+    try:
+        for line in Path("/proc/self/uid_map").read_text().splitlines():
+            inside, outside, _count = (int(x) for x in line.split())
+            if inside == 0:
+                return outside
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def _write(path: Path, value: str) -> None:

@@ -93,7 +93,8 @@ def _parser() -> argparse.ArgumentParser:
                      "invoking user)")
     run.add_argument("--python", metavar="PATH", default=None, help="interpreter for the program (default: "
                      "wirestack's own)")
-    run.add_argument("--timeout", type=float, default=None, metavar="SECONDS", help="stop the program after this")
+    run.add_argument("--duration", "--timeout", dest="timeout", type=float, default=None, metavar="SECONDS",
+                     help="stop the program after this many seconds (SIGINT, then SIGTERM, then SIGKILL)")
     read = sub.add_parser("read", help="the report of a capture file: wirestack's own, or any pcap/pcapng",
                           description="Render the report stored in a wirestack pcapng (the same text and JSON as "
                           "the live run; no root, nothing re-run), or what the wire alone shows for any other "
@@ -121,7 +122,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 # run's options that take a value
-_VALUED = {"-i", "--interface", "-w", "--write", "--json", "--width", "--python", "--timeout", "-s", "--snaplen",
+_VALUED = {"-i", "--interface", "-w", "--write", "--json", "--width", "--python", "--timeout", "--duration", "-s",
+           "--snaplen",
            "--max-packets", "--svg", "--html"}
 
 
@@ -265,7 +267,7 @@ def _execute(args: argparse.Namespace, runner: Callable[[], Any], name: str, *, 
     from .capture import CaptureError
     from .files import OutputError, check_writable, default_path, write
     from .peers import PeerError
-    from .tracer import Interrupted, ProgramError, Stop, stop_on_signals
+    from .tracer import Interrupted, ProgramError, Stop, deferred_signal, stop_on_signals
 
     pcap: Path | None = None
     if not args.no_pcap:
@@ -304,6 +306,7 @@ def _execute(args: argparse.Namespace, runner: Callable[[], Any], name: str, *, 
         trace = replace(trace, capture=replace(trace.capture, file=str(pcap)))
     trace = _with_app_layer(trace)
     report = build_report(trace)
+    failed_output: str | None = None
     try:
         if pcap is not None:
             from .pcapng import blocks
@@ -313,7 +316,8 @@ def _execute(args: argparse.Namespace, runner: Callable[[], Any], name: str, *, 
             write(json_path, [_json(report).encode()], force=args.force)
         _write_pictures(args, report)
     except OutputError as exc:
-        return _fail(str(exc))
+        failed_output = str(exc)  # the report is still shown below: what was recorded is not lost from view
+        pcap = None
 
     if args.json == "-":
         sys.stdout.write(_json(report))
@@ -328,6 +332,13 @@ def _execute(args: argparse.Namespace, runner: Callable[[], Any], name: str, *, 
         out.flush()
     if pcap is not None:
         print(f"wirestack: wrote {pcap}", file=sys.stderr)
+    if failed_output is not None:
+        return _fail(failed_output)
+    late = deferred_signal()
+    if late and not code:  # came while draining or writing: everything was finished first
+        print(f"wirestack: interrupted (signal {late}) while finishing: the files were written in full",
+              file=sys.stderr)
+        return 128 + late
     if args.open and pcap is not None:
         _open_in_wireshark(pcap)
     return code

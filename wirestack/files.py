@@ -75,5 +75,6 @@ def write(path: Path, chunks: Iterable[bytes], force: bool = False, create_folde
     except OSError as exc:
         os.close(fd)
         path.unlink(missing_ok=True)
-        raise OutputError(f"cannot write {path}: {exc.strerror}") from None
+        hint = ": free some space or write elsewhere (-w/--json)" if exc.errno == 28 else ""  # ENOSPC
+        raise OutputError(f"cannot write {path}: {exc.strerror}{hint} (nothing was left half-written)") from None
     os.close(fd)

@@ -96,11 +96,30 @@ class Stop(BaseException):
 
 
 def stop_on_signals() -> None:
+    """SIGINT/SIGTERM raise `Stop` (while the client runs: stop it, keep what was recorded)."""
     def handler(signum: int, _frame: object) -> None:
         raise Stop(signum)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, handler)
+
+
+_deferred: list[int] = []
+
+
+def defer_signals() -> None:
+    """SIGINT/SIGTERM are remembered, not acted on (while setting up, draining, writing: an interruption then
+    would lose or cut the capture). `deferred_signal()` tells the caller, who exits 128+N when done."""
+    def handler(signum: int, _frame: object) -> None:
+        if not _deferred:
+            _deferred.append(signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, handler)
+
+
+def deferred_signal() -> int:
+    return _deferred[0] if _deferred else 0
 
 
 class Interrupted(Exception):
@@ -121,6 +140,7 @@ def run_traced(client: Client, interface: str = "lo", timeout: float | None = 12
     """Capture on `interface` while `client` runs under the probe; return everything recorded.
     `on_frame(time_ns, raw)` is called for each frame as it is captured (live progress; all traffic on the
     interface, so filter before showing). `user` (uid, gid): run the client as that user."""
+    defer_signals()  # setting up: an interruption now is acted on once the client has started
     capture = Capture(interface, snaplen, max_packets).open()
     recorder, kernel_off = None, "kernel layer off: --no-kernel"
     if kernel:
@@ -138,11 +158,15 @@ def run_traced(client: Client, interface: str = "lo", timeout: float | None = 12
             child = _spawn(client, folder, user)
             pid = child.pid
             try:
+                if deferred_signal():
+                    raise Stop(_deferred.pop())
+                stop_on_signals()
                 timed_out = _pump(capture, child, timeout, on_frame)
+                defer_signals()
             except (KeyboardInterrupt, Stop) as stop:
+                defer_signals()  # a second Ctrl-C must not lose the capture
+                _deferred.clear()
                 signum = stop.signum if isinstance(stop, Stop) else signal.SIGINT
-                signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not lose the capture
-                signal.signal(signal.SIGTERM, signal.SIG_IGN)
                 _end_child(child)
             returncode = child.poll()
             capture.stop()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from . import errnos
 from .layers import is_transport
-from .model import Call, ExceptionInfo, Packet, Trace
+from .model import Call, ExceptionInfo, KernelEvent, Packet, Trace
 from .pairing import CONNECTS, Alignment, find_origin, linked
 
 
@@ -255,23 +255,12 @@ def kernel_findings(trace: Trace, alignment: Alignment) -> list[Finding]:
         for ev in mine:
             f = ev.fields
             if ev.event == "tcp_send_reset":
-                drop = next((e for e in mine if e.event == "kfree_skb" and e.fields.get("skbaddr") == f.get("skbaddr")),
-                            None)
-                text = f"the peer kernel sent the RST because no socket matched: tcp_send_reset reason " \
-                       f"{f.get('reason')}"
-                if drop is not None:
-                    text += f", and it dropped the SYN (kfree_skb reason {drop.fields.get('reason')} at " \
-                            f"{drop.fields.get('location', '?').split('+')[0]})"
-                parts.append(text)
+                parts.append(f"the peer kernel sent the RST because no socket matched: tcp_send_reset reason "
+                             f"{f.get('reason')}" + _dropped(trace.kernel, f, ", and it dropped the SYN"))
             elif ev.event == "icmp_send":
-                drop = next((e for e in trace.kernel if e.event == "kfree_skb"
-                             and e.fields.get("skbaddr") == f.get("skbaddr")), None)
-                text = f"the kernel answered the datagram to port {f.get('dport')} with ICMP type {f.get('type')} " \
-                       f"code {f.get('code')} (icmp_send)"
-                if drop is not None:
-                    text += f" and dropped it: kfree_skb reason {drop.fields.get('reason')} at " \
-                            f"{drop.fields.get('location', '?').split('+')[0]}"
-                parts.append(text)
+                parts.append(f"the kernel answered the datagram to port {f.get('dport')} with ICMP type "
+                             f"{f.get('type')} code {f.get('code')} (icmp_send)"
+                             + _dropped(trace.kernel, f, " and dropped it:"))
             elif ev.event == "inet_sk_error_report":
                 err = int(f.get("error", "0"))
                 parts.append(f"the kernel set error {err} ({errnos.name(err)}) on the socket (inet_sk_error_report)")
@@ -288,3 +277,14 @@ def kernel_findings(trace: Trace, alignment: Alignment) -> list[Finding]:
         if parts:
             out.append(Finding(f"kernel, for {call.op}(): " + "; ".join(parts)))
     return out
+
+
+def _dropped(events: Sequence[KernelEvent], fields: dict[str, str], lead: str) -> str:
+    """The kfree_skb of the same skb as a reset or ICMP send (the segment that found no socket), in words."""
+    drop = next((e for e in events if e.event == "kfree_skb" and e.fields.get("skbaddr") == fields.get("skbaddr")),
+                None)
+    if drop is None:
+        return ""
+    where = drop.fields.get("location", "?").split("+")[0]
+    return f"{lead} (kfree_skb reason {drop.fields.get('reason')} at {where})" if lead.startswith(",") else \
+        f"{lead} kfree_skb reason {drop.fields.get('reason')} at {where}"

@@ -10,8 +10,8 @@ Pairing rules (the packet rules of `pairing.py`, applied to what the kernel tell
   RST that arrived, a retransmission to the segment sent again, icmp_send to the ICMP error; kfree_skb has no
   addresses: it joins the reset or ICMP event with the same skb address (the segment that found no socket);
 - events that tie to no traced socket or call are other programs' and are left out.
-Timestamps: tracefs prints the `tai` clock in microseconds; `offset` (TAI - REALTIME) brings them onto the
-packets' and calls' clock, so they are as precise as a microsecond.
+Timestamps: tracefs prints its clock in microseconds; wirestack's sync markers (realtime written into the trace)
+bring them onto the packets' and calls' clock, so they are as precise as a microsecond.
 """
 
 from __future__ import annotations
@@ -36,9 +36,20 @@ NET = {"inet_sock_set_state", "tcp_send_reset", "tcp_receive_reset", "inet_sk_er
        "tcp_retransmit_synack", "kfree_skb", "icmp_send"}
 
 
-def parse(text: str, offset_ns: int) -> list[KernelEvent]:
-    """tracefs `trace` text to events (ids 0), times moved from TAI to CLOCK_REALTIME."""
+_SYNC = re.compile(r"tracing_mark_write: wirestack-sync (\d+)")
+
+
+def parse(text: str, offset_ns: int = 0) -> list[KernelEvent]:
+    """tracefs `trace` text to events (ids 0), times moved onto CLOCK_REALTIME: by the sync markers wirestack
+    writes into the trace (each holds the realtime clock when written; the trace clock stamps it too) when there
+    are any, else by `offset_ns` (trace clock minus realtime)."""
     out: list[KernelEvent] = []
+    syncs = []
+    for line in text.splitlines():
+        if "wirestack-sync" in line and (m := _LINE.match(line)) and (s := _SYNC.search(m["body"])):
+            syncs.append(int(m["sec"]) * 1_000_000_000 + int(m["usec"]) * 1000 - int(s.group(1)))
+    if syncs:
+        offset_ns = sum(syncs) // len(syncs)
     for line in text.splitlines():
         if line.startswith("#"):
             continue
@@ -56,6 +67,8 @@ def parse(text: str, offset_ns: int) -> list[KernelEvent]:
                                    {"ret": str(ret - (1 << 64) if ret >= 1 << 63 else ret)}))
         elif ev := _EVENT.match(body):
             name, rest = ev["name"], ev["rest"]
+            if name == "tracing_mark_write":
+                continue
             if name == "icmp_send" and (i := _ICMP.search(rest)):
                 fields = i.groupdict()
             else:
@@ -155,9 +168,12 @@ def align_kernel(events: Sequence[KernelEvent], calls: Sequence[Call],
     return out
 
 
+SLACK_NS = 20_000  # tracefs prints microseconds and the sync markers carry a few µs of error
+
+
 def _running(calls: Timeline, t: int) -> Call | None:
-    """The innermost call running at t (the latest started of those covering t)."""
-    covering = calls.around(t)
+    """The innermost call running at t (the latest started of those covering t, give or take SLACK_NS)."""
+    covering = calls.around(t + SLACK_NS, before=2 * SLACK_NS)
     return covering[-1] if covering else None
 
 

@@ -6,9 +6,9 @@ processes are removed at start). It records
   interpreter (`comm`), and afterwards to the traced processes' pids;
 - socket state changes, resets, error reports, retransmissions, drops and ICMP sends from any context (softirq
   work runs in whichever process is current), filtered afterwards to the traced flows.
-It uses the `tai` trace clock; its offset to CLOCK_REALTIME is measured around the run. Nothing global is
-touched: no event is enabled outside the instance, and tracefs is mounted only if it was not (and then
-unmounted again). Setting up and removing an instance costs the kernel ~50 ms each; the removal runs in a
+Its timestamps are put on CLOCK_REALTIME by two sync markers written into the trace (see `kevents.parse`).
+Nothing global is touched: no event is enabled outside the instance, and tracefs is mounted only if it was not
+(and then unmounted again). Removing an instance costs the kernel ~40 ms; the removal runs in a
 background thread that the interpreter waits for at exit.
 """
 
@@ -30,7 +30,6 @@ SYS_EVENTS = ("syscalls/sys_enter_connect", "syscalls/sys_exit_connect", "syscal
 NET_EVENTS = ("sock/inet_sock_set_state", "tcp/tcp_send_reset", "tcp/tcp_receive_reset",
               "sock/inet_sk_error_report", "tcp/tcp_retransmit_skb", "tcp/tcp_retransmit_synack",
               "skb/kfree_skb", "icmp/icmp_send")
-BUFFER_KB = 8192  # per CPU; a burst of 20,000 sendto() calls fills 4 MB
 
 
 class KernelOff(Exception):
@@ -41,7 +40,7 @@ class KernelOff(Exception):
 class Recorder:
     folder: Path
     mounted: bool = False
-    offsets: list[int] = field(default_factory=list)  # CLOCK_TAI - CLOCK_REALTIME, ns
+    offsets: list[int] = field(default_factory=list)  # unused: the clock is read off sync markers (kevents)
 
     @classmethod
     def start(cls, interpreter: str = "python3") -> Recorder:
@@ -59,8 +58,8 @@ class Recorder:
         comm = os.path.basename(interpreter)[:15].replace('"', "")
         try:
             folder.mkdir()
-            _write(folder / "trace_clock", "tai")
-            _write(folder / "buffer_size_kb", str(BUFFER_KB))
+            # The instance keeps its default clock and buffer: switching either resets the ring buffer, which
+            # costs the kernel 30-50 ms. Time is put on CLOCK_REALTIME through sync markers instead (kevents.py).
             missing = [e for e in SYS_EVENTS + NET_EVENTS if not (folder / "events" / e).is_dir()]
             if missing:
                 raise KernelOff(f"kernel layer off: this kernel has no tracepoint {missing[0]}")
@@ -69,7 +68,7 @@ class Recorder:
             _write(folder / "events" / "skb" / "kfree_skb" / "filter", "reason != 2")  # not NOT_SPECIFIED
             for e in SYS_EVENTS + NET_EVENTS:
                 _write(folder / "events" / e / "enable", "1")
-            rec.offsets.append(_tai_offset())
+            _mark(folder)
         except OSError as exc:
             rec.remove()
             raise KernelOff(f"kernel layer off: tracefs refused ({exc.strerror})") from None
@@ -79,11 +78,12 @@ class Recorder:
         return rec
 
     def stop(self) -> tuple[str, int, list[str]]:
-        """Stop, read the buffer, remove the instance (in the background): (text, TAI offset, notes)."""
-        self.offsets.append(_tai_offset())
+        """Stop, read the buffer, remove the instance (in the background): (text, 0, notes); the offset
+        is read off the sync markers in the text."""
         notes = []
         text = ""
         try:
+            _mark(self.folder)
             _write(self.folder / "tracing_on", "0")
             text = (self.folder / "trace").read_text(errors="replace")
             lost = _overruns(self.folder)
@@ -91,7 +91,7 @@ class Recorder:
                 notes.append(f"the kernel's trace buffer overflowed: {lost} kernel events were lost")
         finally:
             threading.Thread(target=self.remove, name="wirestack-tracefs-cleanup").start()
-        return text, sum(self.offsets) // len(self.offsets), notes
+        return text, 0, notes
 
     def remove(self) -> None:
         _remove_instance(self.folder)
@@ -117,11 +117,18 @@ def _write(path: Path, value: str) -> None:
         f.write(value)
 
 
-def _tai_offset() -> int:
-    a = time.time_ns()
-    tai = time.clock_gettime_ns(time.CLOCK_TAI)
-    b = time.time_ns()
-    return tai - (a + b) // 2
+SYNC = "wirestack-sync"
+
+
+def _mark(folder: Path) -> None:
+    """A marker in the trace holding CLOCK_REALTIME: the trace clock's reading of it gives the offset. The file
+    is opened first (opening costs ~50 µs) and the realtime taken just before the write; the write itself is
+    the trace clock's moment."""
+    fd = os.open(folder / "trace_marker", os.O_WRONLY)
+    try:
+        os.write(fd, f"{SYNC} {time.time_ns()}".encode())
+    finally:
+        os.close(fd)
 
 
 def _ensure_mounted() -> bool:

@@ -20,8 +20,11 @@ Variants of each workload, every one started with this interpreter (`sys.executa
     strace     strace -f -e trace=network -o /dev/null python CLIENT PORT N   (the reference)
 
 (`--no-kernel` and `--as-root` are passed only when this wirestack has them; `--as-root` keeps the client root
-under sudo, as in the other variants.) The client times its own loop with `time.perf_counter()` and prints it
-as one JSON line; that *client-loop* time isolates what tracing costs the program, and the targets apply to it.
+under sudo, as in the other variants.) The client times its own loop with `time.perf_counter()` (and its CPU
+time with `time.process_time()`) and prints them as one JSON line; that *client-loop* time isolates what tracing
+costs the program, and the targets apply to it. The loop's CPU time is shown too: on a loaded machine it varies
+far less than wall time, and it is what the probe itself adds (a capture process competing for the CPUs adds
+wall time only).
 The *whole-command* time (start to exit: interpreter and wirestack start-up, capture set-up and drain, report
 building and rendering, which is discarded) is measured too. wirestack's report building grows faster than
 linearly with the number of calls, so after the client has reported the benchmark waits at most
@@ -101,7 +104,7 @@ server.serve_forever()
 '''
 
 HTTP_CLIENT = '''\
-"""Workload (a), client: N sequential GET requests, a new HTTPConnection each. Prints {"elapsed", "ok"}."""
+"""Workload (a), client: N sequential GET requests, a new HTTPConnection each. Prints {"elapsed", "cpu", "ok"}."""
 import http.client
 import json
 import sys
@@ -109,15 +112,15 @@ import time
 
 port, n = int(sys.argv[1]), int(sys.argv[2])
 ok = 0
-start = time.perf_counter()
+start, cpu = time.perf_counter(), time.process_time()
 for _ in range(n):
     conn = http.client.HTTPConnection("127.0.0.1", port)
     conn.request("GET", "/")
     response = conn.getresponse()
     ok += response.status == 200 and response.read() == b"ok\\n"
     conn.close()
-elapsed = time.perf_counter() - start
-print(json.dumps({"elapsed": elapsed, "ok": ok}), flush=True)
+elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+print(json.dumps({"elapsed": elapsed, "cpu": cpu, "ok": ok}), flush=True)
 '''
 
 ECHO_SERVER = '''\
@@ -145,7 +148,7 @@ while True:
 
 ECHO_CLIENT = f'''\
 """Workload (b), client: N round trips (sendall, recv until echoed) of {MESSAGE} bytes on one connection.
-Prints {{"elapsed", "ok"}}; the loop alone is timed, not the connect."""
+Prints {{"elapsed", "cpu", "ok"}}; the loop alone is timed, not the connect."""
 import json
 import socket
 import sys
@@ -157,7 +160,7 @@ size = len(message)
 sock = socket.create_connection(("127.0.0.1", port))
 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 ok = 0
-start = time.perf_counter()
+start, cpu = time.perf_counter(), time.process_time()
 for _ in range(n):
     sock.sendall(message)
     data = sock.recv(size)
@@ -167,9 +170,9 @@ for _ in range(n):
             sys.exit("client: the echo server closed the connection")
         data += more
     ok += data == message
-elapsed = time.perf_counter() - start
+elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
 sock.close()
-print(json.dumps({{"elapsed": elapsed, "ok": ok}}), flush=True)
+print(json.dumps({{"elapsed": elapsed, "cpu": cpu, "ok": ok}}), flush=True)
 '''
 
 
@@ -193,6 +196,7 @@ class Series:
     """The timed runs of one workload in one variant."""
 
     loop_s: list[float] = field(default_factory=list)
+    cpu_s: list[float] = field(default_factory=list)
     whole_s: list[tuple[float, bool]] = field(default_factory=list)  # (seconds, censored: a lower bound)
     failures: list[str] = field(default_factory=list)
 
@@ -208,6 +212,7 @@ class Variant:
 @dataclass(frozen=True)
 class Sample:
     loop_s: float
+    cpu_s: float
     whole_s: float
     censored: bool
 
@@ -327,12 +332,12 @@ def run_client(cmd: Sequence[str], workload: Workload, count: int, workdir: Path
         errfile.unlink(missing_ok=True)
     try:
         report: dict[str, Any] = json.loads(line)
-        elapsed, ok = float(report["elapsed"]), int(report["ok"])
+        elapsed, cpu, ok = float(report["elapsed"]), float(report["cpu"]), int(report["ok"])
     except (ValueError, KeyError, TypeError):
         raise CheckFailed(f"the client printed {line[:100]!r}, not its report") from None
     if ok != count:
         raise CheckFailed(f"only {ok} of {count} {workload.unit} got the expected answer")
-    return Sample(elapsed, whole, not exited)
+    return Sample(elapsed, cpu, whole, not exited)
 
 
 # -- the check runs ----------------------------------------------------------------------------------------------
@@ -410,20 +415,23 @@ def verdict(value: float, limit: float) -> str:
 
 def summary(workloads: list[Workload], variants: list[Variant], series: dict[tuple[str, str], Series],
             runs: int, per_iteration: dict[str, float]) -> tuple[list[list[str]], list[str]]:
-    rows = [["workload", "variant", "runs ok", "client loop median s", "p90 s", "ratio",
-             "whole command median s", "ratio"]]
+    rows = [["workload", "variant", "runs ok", "client loop median s", "p90 s", "min s", "ratio", "loop CPU s",
+             "ratio", "whole command median s", "ratio"]]
     lines: list[str] = []
     for w in workloads:
         base = series[(w.key, "untraced")]
         base_loop = statistics.median(base.loop_s) if base.loop_s else math.nan
+        base_cpu = statistics.median(base.cpu_s) if base.cpu_s else math.nan
         base_whole, _ = censored_median(base.whole_s)
         for v in variants:
             s = series[(w.key, v.key)]
             loop = statistics.median(s.loop_s) if s.loop_s else math.nan
+            cpu = statistics.median(s.cpu_s) if s.cpu_s else math.nan
             whole, bound = censored_median(s.whole_s)
             rows.append([f"({w.key}) {w.title}", v.label, f"{len(s.loop_s)}/{runs}", _fmt(loop),
-                         _fmt(percentile(s.loop_s, 0.9) if s.loop_s else math.nan), _fmt(loop / base_loop, 2),
-                         _fmt(whole, 2, bound), _fmt(whole / base_whole, 2, bound)])
+                         _fmt(percentile(s.loop_s, 0.9) if s.loop_s else math.nan),
+                         _fmt(min(s.loop_s) if s.loop_s else math.nan), _fmt(loop / base_loop, 2), _fmt(cpu),
+                         _fmt(cpu / base_cpu, 2), _fmt(whole, 2, bound), _fmt(whole / base_whole, 2, bound)])
             if not v.traced:
                 continue
             ratio = loop / base_loop
@@ -432,9 +440,9 @@ def summary(workloads: list[Workload], variants: list[Variant], series: dict[tup
                          f"{verdict(ratio, w.target)}); whole-command ratio {_fmt(whole_ratio, 2, bound)}")
             calls = per_iteration.get(w.key)
             if calls and not math.isnan(ratio):
-                cost = (loop - base_loop) / (w.count * calls) * 1e6
-                lines.append(f"    {calls:.1f} probe calls per {w.unit[:-1]}: {cost:.1f} µs more client-loop time "
-                             "per recorded call")
+                cost, cpu_cost = ((x - b) / (w.count * calls) * 1e6 for x, b in ((loop, base_loop), (cpu, base_cpu)))
+                lines.append(f"    {calls:.1f} probe calls per {w.unit[:-1]}: per recorded call {cost:.1f} µs more "
+                             f"client-loop time, {cpu_cost:.1f} µs more client CPU time")
         strace = series.get((w.key, "strace"))
         if strace is not None and strace.loop_s:
             ratio = statistics.median(strace.loop_s) / base_loop
@@ -600,6 +608,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         continue
                     if not warm:
                         s.loop_s.append(sample.loop_s)
+                        s.cpu_s.append(sample.cpu_s)
                         s.whole_s.append((sample.whole_s, sample.censored))
         if progress:
             print(f"\r{' ' * 30}\r", end="", file=sys.stderr, flush=True)
@@ -614,8 +623,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"(a) {args.requests} sequential http.client GET requests, a new connection each, to a local "
         "ThreadingHTTPServer",
         f"(b) {args.round_trips} round trips of {MESSAGE} bytes (sendall + recv) on one loopback TCP connection",
-        "client loop: timed by the client itself; whole command: start to exit; '>' = stopped "
-        f"{args.report_wait:g} s after the client reported (a lower bound)",
+        "client loop: timed by the client itself (wall, and its CPU time: less sensitive to other load); whole "
+        f"command: start to exit; '>' = stopped {args.report_wait:g} s after the client reported (a lower bound)",
     ]
     print("\n".join(header) + "\n")
     print(text_table(rows))

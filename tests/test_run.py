@@ -258,7 +258,7 @@ def test_burst_is_captured_completely_and_limits_are_reported(workdir: Path) -> 
     assert len(sends) == 5000 and all(len(c["packets"]) == 1 for c in sends)
     assert "--all shows each" in done.stderr  # a large run is summarised
     done, data = run(workdir, str(burst), "--datagrams", "300", "--connects", "0",
-                     options=("--no-kernel", "--max-packets", "100", "--snaplen", "64"))
-    # the first 100 frames on lo were kept (other traffic may have been among them): at most 100 of ours
-    assert 0 < len(data["packets"]) <= 100 and max(p["length"] for p in data["packets"]) > 64
+                     options=("--netns", "--max-packets", "100", "--snaplen", "64"))
+    # in a private namespace nothing else is on lo: the first 100 frames kept are ours
+    assert len(data["packets"]) == 100 and max(p["length"] for p in data["packets"]) > 64
     assert any("kept the first 100 frames" in n for n in data["notes"])

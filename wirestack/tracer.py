@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import pwd
-import select
 import shlex
 import signal
 import subprocess
@@ -245,8 +244,15 @@ def _pump(capture: Capture, child: subprocess.Popen[bytes], timeout: float | Non
           on_frame: OnFrame | None = None) -> bool:
     """Capture while the child runs; True if it had to be stopped at the deadline."""
     deadline = None if timeout is None else time.monotonic() + timeout
-    while child.poll() is None:
-        select.select([capture.fileno()], [], [], 0.05)
+    while True:
+        # Read in batches every 50 ms rather than waking on every packet: on a 2-core machine a reader that
+        # wakes per packet takes CPU from the traced program (a loopback connect() measured 1.3 ms instead of
+        # 0.1 ms). The socket's 64 MiB buffer holds far more than 50 ms of loopback traffic.
+        try:
+            child.wait(timeout=0.05)
+            return False
+        except subprocess.TimeoutExpired:
+            pass
         seen = len(capture.frames)
         capture.pump()
         if on_frame is not None:
@@ -255,7 +261,6 @@ def _pump(capture: Capture, child: subprocess.Popen[bytes], timeout: float | Non
         if deadline is not None and time.monotonic() > deadline:
             _end_child(child)
             return True
-    return False
 
 
 def _read_records(folder: str) -> list[Any]:

@@ -521,7 +521,7 @@ def _source_state() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="What the probe costs a traced program, against strace.")
-    parser.add_argument("--runs", type=_bounded(1, 50), default=5, help="timed runs per variant (default 5)")
+    parser.add_argument("--runs", type=_bounded(1, 50), default=4, help="timed runs per variant (default 4)")
     parser.add_argument("--warmup", type=_bounded(0, 10), default=1, help="warm-up rounds (default 1)")
     parser.add_argument("--requests", type=_bounded(1, MAX_REQUESTS), default=2000,
                         help="HTTP requests in (a) (default 2000)")
@@ -529,8 +529,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="round trips in (b) (default 20000)")
     parser.add_argument("--check-count", type=_bounded(0, MAX_ROUND_TRIPS), default=200,
                         help="requests / round trips of the check runs (default 200; 0: no check runs)")
-    parser.add_argument("--report-wait", type=_seconds, default=10.0, metavar="SECONDS",
-                        help="how long a traced run may take after the client reported (default 10)")
+    parser.add_argument("--report-wait", type=_seconds, default=8.0, metavar="SECONDS",
+                        help="how long a traced run may take after the client reported (default 8)")
     parser.add_argument("--no-strace", action="store_true", help="leave out the strace reference")
     parser.add_argument("--markdown", metavar="FILE", type=Path, help="also write the table as markdown")
     args = parser.parse_args(argv)

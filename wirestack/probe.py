@@ -46,6 +46,8 @@ _ORIG_GETPEERNAME = _socket.socket.getpeername
 __tracebackhide__ = True
 
 EXC_ATTR = "_wirestack_call"
+# the probe's own code, as a module file and as the source wirestack hands to a traced program
+PROBE_FILES = frozenset({__file__, "<wirestack probe>", os.path.join(os.path.dirname(__file__), "probe.py")})
 _WAITS = {11, 115, 114}  # EAGAIN, EINPROGRESS, EALREADY
 FLUSH_NS = 50_000_000  # records reach wirestack within 50 ms of a call, or 512 calls, whichever comes first
 
@@ -107,7 +109,8 @@ class Probe:
         self._hidden_files.update(files)
 
     def is_hidden(self, frame: FrameType) -> bool:
-        return frame.f_code.co_filename in self._hidden_files or self.frame_tag(frame) in self._hidden_tags
+        name = frame.f_code.co_filename
+        return name in self._hidden_files or name in PROBE_FILES or self.frame_tag(frame) in self._hidden_tags
 
     def frame_tag(self, frame: FrameType) -> int:
         tag = frame.f_trace
@@ -125,6 +128,9 @@ class Probe:
         tags, files = self._hidden_tags, self._hidden_files
         while frame is not None:
             code = frame.f_code
+            if code.co_filename in PROBE_FILES:  # another probe's wrapper (a traced program that traces too)
+                frame = frame.f_back
+                continue
             if code.co_filename in files:  # the runner (and runpy): everything further out is theirs too
                 break
             tag = self.frame_tag(frame)

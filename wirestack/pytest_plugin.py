@@ -57,7 +57,7 @@ INTERFACE = "lo"
 FORGET_NS = 250_000_000  # the capture worker drops frames older than the running test at most this often
 _WAITS = {11, 114, 115}  # EAGAIN, EALREADY, EINPROGRESS: a non-blocking socket waiting, not failing
 NAMESPACE_HINT = ("run pytest as root (sudo), or without root through the namespace mode, "
-                  "`wirestack run -m pytest --wirestack ...` (planned, not available yet)")
+                  "`wirestack run -m pytest --wirestack ...`")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -57,6 +57,10 @@ def main() -> int:
     status = 0
     for name, extra in QUICK if args.quick else FULL:
         if args.only and name not in args.only:
+            earlier = RESULTS / f"{name}.md"
+            if earlier.exists():  # keep the last full table of a benchmark not run this time, marked as such
+                sections.append(f"## {name} (not run this time: its table from an earlier run)\n\n"
+                                f"{earlier.read_text()}\n")
             continue
         md = RESULTS / f"{name}.md"
         cmd = [sys.executable, str(HERE / f"{name}.py"), *extra, "--markdown", str(md)]

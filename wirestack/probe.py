@@ -87,6 +87,7 @@ class Probe:
         self._saved: list[tuple[Any, str, Any]] = []
         self.pid = os.getpid()
         self._flushed = _time_ns()
+        self._last: tuple[tuple[int, ...] | None, RawStack] = (None, [])  # the last stack walked, by _key
 
     def after_fork(self) -> None:
         """In a forked child: keep recording, under the child's pid, with ids that cannot clash."""
@@ -123,8 +124,22 @@ class Probe:
         return -id(frame)  # a tracer owns f_trace: fall back to the address (negative, so it never clashes)
 
     def _stack(self, depth: int) -> RawStack:
-        out: RawStack = []
+        """The caller's stack, innermost first. A loop calling from the same line of the same live frame, whose
+        caller is the same live frame too, has the same stack as last time (outer frames are suspended where
+        they are): that stack is reused rather than walked again. Frames are told apart by their tags, never
+        held (holding a frame would keep its locals, sockets included, alive)."""
         frame: FrameType | None = _getframe(depth)
+        key = _key(frame)
+        last = self._last  # one read: another thread may replace it meanwhile
+        if key is not None and key == last[0]:
+            return last[1]
+        out = self._walk(frame)
+        if key is not None:
+            self._last = (key, out)
+        return out
+
+    def _walk(self, frame: FrameType | None) -> RawStack:
+        out: RawStack = []
         tags, files = self._hidden_tags, self._hidden_files
         while frame is not None:
             code = frame.f_code
@@ -193,8 +208,16 @@ class Probe:
             items: list[tuple[Any, ...]] = []
             codes, files = self._codes, self._files
             pid = self.pid
+            last_stack: RawStack | None = None
+            frames: list[tuple[int, int, int]] = []
+            frames_t: tuple[tuple[int, int, int], ...] = ()
             for (cid, op, thread, start, end, stack, serial, family, kind, errno, error, local, remote, args,
                  result) in pending:
+                if stack is last_stack:  # a loop: _stack handed out the same list again
+                    items.append(("call", cid, op, thread, start, end, frames_t, serial, family, kind, errno,
+                                  error or "", local, remote, args or {}, result, pid))
+                    continue
+                last_stack = stack
                 frames = []
                 for tag, code, line in reversed(stack):
                     key = id(code)
@@ -206,7 +229,8 @@ class Probe:
                             items.append(("lines", name, tuple(linecache.getlines(name))))
                         items.append(("code", key, name, code.co_name))
                     frames.append((tag, key, line))
-                items.append(("call", cid, op, thread, start, end, tuple(frames), serial, family, kind, errno,
+                frames_t = tuple(frames)
+                items.append(("call", cid, op, thread, start, end, frames_t, serial, family, kind, errno,
                               error or "", local, remote, args or {}, result, pid))
             self._sink(items)
 
@@ -461,6 +485,22 @@ class Probe:
 
 
 # -- serialising ---------------------------------------------------------------------------------------------
+
+
+def _key(frame: FrameType | None) -> tuple[int, ...] | None:
+    """(tag, line) of the caller and of two frames above it, when all three are tagged: equal keys mean equal
+    stacks (a live frame's callers are suspended where they are; three levels, because a coroutine's awaiting
+    chain is resumed from a new event-loop frame at every step)."""
+    out: list[int] = []
+    for _ in range(3):
+        if frame is None:
+            break
+        tag = frame.f_trace
+        if type(tag) is not _Tag:
+            return None
+        out += (tag.n, frame.f_lineno)
+        frame = frame.f_back
+    return tuple(out) if out else None
 
 
 def frame_dict(instance: int, file: str, line: int, function: str) -> dict[str, Any]:

@@ -351,8 +351,8 @@ def test_without_cap_net_raw_one_line_and_no_traceback(suite: pytest.Pytester) -
     assert done.returncode == pytest.ExitCode.USAGE_ERROR
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert lines == ["ERROR: wirestack: capturing on lo needs root or CAP_NET_RAW: run pytest as root (sudo), or "
-                     "without root through the namespace mode, `wirestack run -m pytest --wirestack ...`"],
-                    done.stderr
+                     "without root through the namespace mode, `wirestack run -m pytest --wirestack ...`"], \
+        done.stderr
     assert "Traceback" not in done.stdout + done.stderr
 
 

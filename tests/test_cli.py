@@ -191,3 +191,47 @@ def test_duration_stops_a_long_program(workdir: Path) -> None:
     done = wirestack("run", "--duration", "1", "--no-pcap", "-c", "import time; time.sleep(30)")
     assert done.returncode == 130  # stopped with SIGINT, as Ctrl-C would
     assert "stopped after 1 s" in done.stderr
+
+
+@pytest.mark.capture
+@pytest.mark.parametrize("phase", ["setup", "drain", "write"])
+def test_a_signal_at_any_moment_leaves_complete_files(phase: str, workdir: Path) -> None:
+    """SIGTERM before the client starts, while the capture drains, while files are written: the files are
+    complete and valid, the exit status is 143, nothing is left running."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "wirestack", "smtp", "-w", "cut.pcapng", "--json", "cut.json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "WIRESTACK_PAUSE_AT": phase})
+    time.sleep(0.6)  # inside the one-second pause at that phase
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err
+    tshark = shutil.which("tshark")
+    assert tshark
+    done = subprocess.run([tshark, "-r", "cut.pcapng"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(Path("cut.json").read_text())
+    if phase == "setup":  # the client was stopped as soon as it started: what it did so far is there
+        assert report["capture"]["packets"] == len(report["packets"])
+    else:  # the run had finished: the files hold all of it
+        assert [p["flags"] for p in report["packets"]] == ["S", "RA"]
+        assert len(done.stdout.strip().splitlines()) == 2
+
+
+@pytest.mark.capture
+def test_a_read_only_output_folder(workdir: Path) -> None:
+    import subprocess
+
+    ro = workdir / "ro"
+    ro.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(ro)], check=True)
+    try:
+        assert "is not writable" in _one_line_error(wirestack("smtp", "-w", str(ro / "x.pcapng")))
+    finally:
+        subprocess.run(["umount", str(ro)], check=False)

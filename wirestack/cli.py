@@ -267,7 +267,7 @@ def _execute(args: argparse.Namespace, runner: Callable[[], Any], name: str, *, 
     from .capture import CaptureError
     from .files import OutputError, check_writable, default_path, write
     from .peers import PeerError
-    from .tracer import Interrupted, ProgramError, Stop, deferred_signal, stop_on_signals
+    from .tracer import Interrupted, ProgramError, Stop, deferred_signal, pause_for_tests, stop_on_signals
 
     pcap: Path | None = None
     if not args.no_pcap:
@@ -306,6 +306,7 @@ def _execute(args: argparse.Namespace, runner: Callable[[], Any], name: str, *, 
         trace = replace(trace, capture=replace(trace.capture, file=str(pcap)))
     trace = _with_app_layer(trace)
     report = build_report(trace)
+    pause_for_tests("write")
     failed_output: str | None = None
     try:
         if pcap is not None:

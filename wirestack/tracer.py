@@ -121,6 +121,13 @@ def deferred_signal() -> int:
     return _deferred[0] if _deferred else 0
 
 
+def pause_for_tests(phase: str) -> None:
+    """Fault injection for the hardening tests: with WIRESTACK_PAUSE_AT=PHASE ("setup", "drain", "write") wirestack
+    waits a second at that point, so a test can deliver a signal exactly then. Unset, it costs one lookup."""
+    if os.environ.get("WIRESTACK_PAUSE_AT") == phase:
+        time.sleep(1.0)
+
+
 class Interrupted(Exception):
     """The run was interrupted (SIGINT/SIGTERM); `trace` holds what was recorded until then."""
 
@@ -154,6 +161,7 @@ def run_traced(client: Client, interface: str = "lo", timeout: float | None = 12
         try:
             if user is not None:
                 os.chown(folder, *user)
+            pause_for_tests("setup")
             child = _spawn(client, folder, user)
             pid = child.pid
             try:
@@ -168,6 +176,7 @@ def run_traced(client: Client, interface: str = "lo", timeout: float | None = 12
                 signum = stop.signum if isinstance(stop, Stop) else signal.SIGINT
                 _end_child(child)
             returncode = child.poll()
+            pause_for_tests("drain")
             capture.stop()
         finally:
             capture.close()

@@ -26,10 +26,10 @@ costs the program, and the targets apply to it. The loop's CPU time is shown too
 far less than wall time, and it is what the probe itself adds (a capture process competing for the CPUs adds
 wall time only).
 The *whole-command* time (start to exit: interpreter and wirestack start-up, capture set-up and drain, report
-building and rendering, which is discarded) is measured too. wirestack's report building grows faster than
-linearly with the number of calls, so after the client has reported the benchmark waits at most
-`--report-wait` seconds for wirestack to exit, then stops it (SIGTERM, then SIGKILL): such a whole-command time
-is a lower bound, shown as `>`.
+building and rendering, which is discarded) is measured too. Building the report of tens of thousands of calls
+takes seconds, so after the client has reported the benchmark waits at most `--report-wait` seconds for
+wirestack to exit, then stops it (SIGTERM, then SIGKILL): such a whole-command time is a lower bound, shown
+as `>`.
 
 Runs are interleaved (for each round: (a) in every variant, then (b) in every variant) after warm-up rounds, so
 drifts (CPU frequency, other load) hit every variant alike. Every run is sanity-checked: the client must finish
@@ -40,7 +40,7 @@ round trip for (b); strace's output must hold as many `connect` (a) / `sendto` a
 That run also gives the probe's calls per iteration, from which the probe's cost per call is estimated.
 
 Usage: sudo python3 scripts/bench/probe.py [--runs N] [--warmup N] [--requests N] [--round-trips N]
-                                           [--report-wait S] [--markdown FILE]
+                                           [--check-count N] [--report-wait S] [--no-strace] [--markdown FILE]
 Exit status: 0 done, 1 a sanity check failed, 2 cannot run (not root, no strace, bad arguments).
 Traffic goes to 127.0.0.1 only; every server and client process is stopped before the benchmark exits.
 """

@@ -193,16 +193,6 @@ class CheckFailed(Exception):
     pass
 
 
-def can_capture() -> bool:
-    import socket
-
-    try:
-        socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0).close()
-        return True
-    except PermissionError:
-        return False
-
-
 def fmt(values: list[float]) -> tuple[str, str, str]:
     if not values:
         return "-", "-", "-"
@@ -221,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     if not 4 <= args.tests <= 5000 or not 1 <= args.runs <= 50 or args.failing < 0:
         print("--tests 4..5000, --runs 1..50, --failing >= 0", file=sys.stderr)
         return 2
+    from wirestack.netns import can_capture  # the same test as the CLI's
+
     if not can_capture():
         print("needs root or CAP_NET_RAW (the `on` variant captures)", file=sys.stderr)
         return 2

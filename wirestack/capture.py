@@ -38,6 +38,7 @@ PACKET_STATISTICS = 6
 SO_ATTACH_FILTER = 26
 SO_TIMESTAMPNS = 35
 SO_RCVBUFFORCE = 33
+SO_MEMINFO = 55
 PACKET_OUTGOING = 4
 ARPHRD_ETHER, ARPHRD_LOOPBACK = 1, 772
 ARPHRD_RAW_IP = (0xFFFE, 519, 768, 776)  # ARPHRD_NONE, ARPHRD_RAWIP, ARPHRD_TUNNEL, ARPHRD_SIT
@@ -123,6 +124,17 @@ class Capture:
         self._read_stats()  # reset the counters: count from here on
         self.dropped = 0
         return self
+
+    def fill(self) -> float:
+        """How full the socket's receive buffer is (0.0-1.0), from SO_MEMINFO; 1.0 if the kernel won't say."""
+        if self._sock is None:
+            return 0.0
+        try:
+            raw = self._sock.getsockopt(socket.SOL_SOCKET, SO_MEMINFO, 36)
+            rmem_alloc, rcvbuf = struct.unpack_from("II", raw)
+            return rmem_alloc / rcvbuf if rcvbuf else 1.0
+        except OSError:
+            return 1.0
 
     def fileno(self) -> int:
         assert self._sock is not None

@@ -56,10 +56,11 @@ class _Tag:
     """A frame's identity, parked in `frame.f_trace`. Callable so that a tracer turned on later does not crash:
     it hands the event on to the tracer that is active now."""
 
-    __slots__ = ("n",)
+    __slots__ = ("n", "stacks")
 
     def __init__(self, n: int) -> None:
         self.n = n
+        self.stacks: dict[int, RawStack] | None = None  # f_lasti -> the stack of a call made there (see _stack)
 
     def __call__(self, frame: FrameType, event: str, arg: Any) -> Any:
         tracer: Any = sys.gettrace()
@@ -67,6 +68,7 @@ class _Tag:
 
 
 RawStack = list[tuple[int, CodeType, int]]  # (frame instance, code, line), innermost first
+_SUSPENDABLE = 0x20 | 0x80 | 0x200  # CO_GENERATOR, CO_COROUTINE, CO_ASYNC_GENERATOR: their caller changes
 
 
 class Probe:
@@ -83,13 +85,13 @@ class Probe:
         self._sockets: dict[int, list[Any]] = {}
         self._codes: dict[int, CodeType] = {}  # code objects already described to wirestack (kept alive: ids stay)
         self._files: set[str] = set()  # pseudo-files ("<string>") whose lines were sent
+        self._converted: dict[int, tuple[RawStack, tuple[Any, ...]]] = {}  # id(stack) -> (stack, as sent)
         self._hidden_files: set[str] = {__file__}
         self._hidden_tags: set[int] = set()  # the runner's own frames (wirestack's bootstrap)
         self._lock = threading.Lock()
         self._saved: list[tuple[Any, str, Any]] = []
         self.pid = os.getpid()
         self._flushed = _time_ns()
-        self._last: tuple[tuple[int, ...] | None, RawStack] = (None, [])  # the last stack walked, by _key
 
     def after_fork(self) -> None:
         """In a forked child: keep recording, under the child's pid, with ids that cannot clash."""
@@ -126,18 +128,24 @@ class Probe:
         return -id(frame)  # a tracer owns f_trace: fall back to the address (negative, so it never clashes)
 
     def _stack(self, depth: int) -> RawStack:
-        """The caller's stack, innermost first. A loop calling from the same line of the same live frame, whose
-        caller is the same live frame too, has the same stack as last time (outer frames are suspended where
-        they are): that stack is reused rather than walked again. Frames are told apart by their tags, never
-        held (holding a frame would keep its locals, sockets included, alive)."""
+        """The caller's stack, innermost first. A call made again from the same instruction of the same live
+        frame has the stack walked then: while a frame runs, its callers wait where they are (unless it is a
+        generator or coroutine, whose caller changes between resumptions; those are walked every time). The
+        stacks are kept per instruction in the frame's own tag, so they die with the frame and never go stale;
+        the list handed out is shared by those calls' records and never changed."""
         frame: FrameType | None = _getframe(depth)
-        key = _key(frame)
-        last = self._last  # one read: another thread may replace it meanwhile
-        if key is not None and key == last[0]:
-            return last[1]
+        assert frame is not None
+        first, mark = frame, frame.f_trace
+        if type(mark) is _Tag and mark.stacks is not None:
+            known = mark.stacks.get(frame.f_lasti)
+            if known is not None:
+                return known
         out = self._walk(frame)
-        if key is not None:
-            self._last = (key, out)
+        mark = first.f_trace  # tagged by the walk, unless a tracer owns f_trace
+        if out and type(mark) is _Tag and not first.f_code.co_flags & _SUSPENDABLE:
+            if mark.stacks is None:
+                mark.stacks = {}
+            mark.stacks[first.f_lasti] = out
         return out
 
     def _walk(self, frame: FrameType | None) -> RawStack:
@@ -212,17 +220,17 @@ class Probe:
             items: list[tuple[Any, ...]] = []
             codes, files = self._codes, self._files
             pid = self.pid
-            last_stack: RawStack | None = None
-            frames: list[tuple[int, int, int]] = []
-            frames_t: tuple[tuple[int, int, int], ...] = ()
+            converted = self._converted
+            if len(converted) > 4096:
+                converted.clear()
             for (cid, op, thread, start, end, stack, serial, family, kind, errno, error, local, remote, args,
                  result) in pending:
-                if stack is last_stack:  # a loop: _stack handed out the same list again
-                    items.append(("call", cid, op, thread, start, end, frames_t, serial, family, kind, errno,
+                hit = converted.get(id(stack))  # a loop: _stack handed out the same list again
+                if hit is not None and hit[0] is stack:
+                    items.append(("call", cid, op, thread, start, end, hit[1], serial, family, kind, errno,
                                   error or "", local, remote, args or {}, result, pid))
                     continue
-                last_stack = stack
-                frames = []
+                frames: list[tuple[int, int, int]] = []
                 for tag, code, line in reversed(stack):
                     key = id(code)
                     if key not in codes:
@@ -234,6 +242,7 @@ class Probe:
                         items.append(("code", key, name, code.co_name))
                     frames.append((tag, key, line))
                 frames_t = tuple(frames)
+                converted[id(stack)] = (stack, frames_t)
                 items.append(("call", cid, op, thread, start, end, frames_t, serial, family, kind, errno,
                               error or "", local, remote, args or {}, result, pid))
             self._sink(items)
@@ -489,22 +498,6 @@ class Probe:
 
 
 # -- serialising ---------------------------------------------------------------------------------------------
-
-
-def _key(frame: FrameType | None) -> tuple[int, ...] | None:
-    """(tag, line) of the caller and of two frames above it, when all three are tagged: equal keys mean equal
-    stacks (a live frame's callers are suspended where they are; three levels, because a coroutine's awaiting
-    chain is resumed from a new event-loop frame at every step)."""
-    out: list[int] = []
-    for _ in range(3):
-        if frame is None:
-            break
-        tag = frame.f_trace
-        if type(tag) is not _Tag:
-            return None
-        out += (tag.n, frame.f_lineno)
-        frame = frame.f_back
-    return tuple(out) if out else None
 
 
 def frame_dict(instance: int, file: str, line: int, function: str) -> dict[str, Any]:

@@ -113,6 +113,12 @@ def test_udp_kernel_layer_shows_icmp_send(workdir: Path, global_tracing: None) -
     assert (icmp["fields"]["type"], icmp["fields"]["code"], icmp["fields"]["dport"]) == ("3", "3", str(port))
     icmp_packet = next(p for p in data["packets"] if p["proto"] == "ICMP")
     assert icmp["packets"] == [icmp_packet["id"]]
+    # data syscalls are recorded only when they fail: the recv's ECONNREFUSED, not the send that worked
+    recv = next(c for c in data["calls"] if c["op"] == "recv")
+    send = next(c for c in data["calls"] if c["op"] == "send")
+    exits = [k for k in data["kernel"] if k["event"] in ("sys_exit_recvfrom", "sys_exit_sendto")]
+    assert [(k["event"], k["fields"]["ret"], k["call"]) for k in exits] == [("sys_exit_recvfrom", "-111", recv["id"])]
+    assert not any(k["call"] == send["id"] and k["event"].startswith("sys_") for k in data["kernel"])
 
 
 @pytest.mark.capture
@@ -154,3 +160,13 @@ def test_without_root_the_kernel_layer_says_why(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(tracefs.os, "geteuid", lambda: 1000)
     with pytest.raises(tracefs.KernelOff, match="kernel layer off: reading tracepoints needs root"):
         tracefs.Recorder.start()
+
+
+def test_quiet_drops_are_filtered_by_this_kernels_numbers(tmp_path: Path) -> None:
+    fmt = tmp_path / "events" / "skb" / "kfree_skb"
+    fmt.mkdir(parents=True)
+    fmt.joinpath("format").write_text('print fmt: "reason: %s", __print_symbolic(REC->reason, { 2, "NOT_SPECIFIED" }, '
+                                      '{ 3, "NO_SOCKET" }, { 7, "SOCKET_RCVBUFF" }, { 9, "PROTO_MEM" })')
+    assert tracefs._drop_filter(tmp_path) == "reason != 2 && reason != 7 && reason != 9"
+    fmt.joinpath("format").write_text("print fmt: no reasons here")
+    assert tracefs._drop_filter(tmp_path) == "0"

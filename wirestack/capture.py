@@ -4,7 +4,9 @@ What this does and why (each point measured on this machine, see shared/DESIGN.m
 - The socket is opened with protocol 0 and only then bound to (iface, ETH_P_ALL), after the filter is attached:
   nothing unfiltered slips in, and once `open()` returns the capture is live. That is the start barrier.
 - On loopback every frame passes the tap twice (outgoing and incoming copy). A classic BPF program equal to
-  tcpdump's `inbound` drops the outgoing copy in the kernel, so Wireshark shows no false retransmissions.
+  tcpdump's `inbound` drops the outgoing copy in the kernel, so Wireshark shows no false retransmissions;
+  PACKET_IGNORE_OUTGOING (Linux >= 4.20) spares the kernel making that copy at all: measured on a 106,000-packet
+  burst, the sender's extra time fell from 27% to 18% of its untraced run.
   Other interfaces keep both directions.
 - A large receive buffer (SO_RCVBUFFORCE, 64 MiB) rides out bursts; frames are kept as raw bytes with their
   kernel timestamps (SO_TIMESTAMPNS, CLOCK_REALTIME) and decoded later, only where needed.
@@ -39,6 +41,7 @@ SO_ATTACH_FILTER = 26
 SO_TIMESTAMPNS = 35
 SO_RCVBUFFORCE = 33
 SO_MEMINFO = 55
+PACKET_IGNORE_OUTGOING = 23
 PACKET_OUTGOING = 4
 ARPHRD_ETHER, ARPHRD_LOOPBACK = 1, 772
 ARPHRD_RAW_IP = (0xFFFE, 519, 768, 776)  # ARPHRD_NONE, ARPHRD_RAWIP, ARPHRD_TUNNEL, ARPHRD_SIT
@@ -108,6 +111,10 @@ class Capture:
                 prog, keep = _sock_fprog(_INBOUND_BPF)
                 sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, prog)
                 del keep
+                try:  # Linux >= 4.20: the outgoing copy is not even made (cheaper for the sender than the filter)
+                    sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+                except OSError:
+                    pass  # the filter alone keeps it out
             sock.bind((self.interface, ETH_P_ALL))
         except OSError as exc:
             sock.close()

@@ -38,6 +38,11 @@ from typing import Any
 _time_ns = time.time_ns
 _getframe = sys._getframe
 _current_thread = threading.current_thread
+_get_ident = threading.get_ident
+_threads: dict[int, threading.Thread] = getattr(threading, "_active", {})  # ident -> Thread (CPython's own map)
+_FAMILY = _socket.socket.family.__get__  # the plain ints, without socket.py's enum conversion (~1 µs each)
+_TYPE = _socket.socket.type.__get__
+_FILENO = _socket.socket.fileno
 _ORIG_GETSOCKNAME = _socket.socket.getsockname
 _ORIG_GETPEERNAME = _socket.socket.getpeername
 
@@ -50,6 +55,9 @@ EXC_ATTR = "_wirestack_call"
 PROBE_FILES = frozenset({__file__, "<wirestack probe>", os.path.join(os.path.dirname(__file__), "probe.py")})
 _WAITS = {11, 115, 114}  # EAGAIN, EINPROGRESS, EALREADY
 FLUSH_NS = 50_000_000  # records reach wirestack within 50 ms of a call, or 512 calls, whichever comes first
+FAILED_NS = 1_000_000  # a failure is flushed at once unless another one was within this (1 ms)
+_NO_SOCKET = (0, "", "", None)
+_CONNECTS = ("connect", "connect_ex")
 
 
 class _Tag:
@@ -60,7 +68,7 @@ class _Tag:
 
     def __init__(self, n: int) -> None:
         self.n = n
-        self.stacks: dict[int, RawStack] | None = None  # f_lasti -> the stack of a call made there (see _stack)
+        self.stacks: dict[int, Stack] | None = None  # f_lasti -> the stack of a call made there (see _stack)
 
     def __call__(self, frame: FrameType, event: str, arg: Any) -> Any:
         tracer: Any = sys.gettrace()
@@ -68,6 +76,7 @@ class _Tag:
 
 
 RawStack = list[tuple[int, CodeType, int]]  # (frame instance, code, line), innermost first
+Stack = tuple[tuple[int, int, int], ...]  # as sent: (frame instance, code id, line), outermost first
 _SUSPENDABLE = 0x20 | 0x80 | 0x200  # CO_GENERATOR, CO_COROUTINE, CO_ASYNC_GENERATOR: their caller changes
 
 
@@ -79,13 +88,15 @@ class Probe:
         self._ids = itertools.count(1)
         self._tags = itertools.count(1)
         self._serials = itertools.count(1)
-        # per socket object: [serial, family, type, local address once bound (datagram calls)]
-        # per live socket object, by id (a plain dict lookup is ~10x cheaper than a WeakKeyDictionary's; a
-        # finalizer drops the entry when the socket is collected, so ids are never confused)
+        # per live socket object, by id: [serial, family, type, local address once bound (datagram calls),
+        # (local, remote) once connected, a weak reference whose callback drops the entry when the socket is
+        # collected (so ids are never confused)]. A plain dict lookup is ~10x cheaper than a WeakKeyDictionary's.
         self._sockets: dict[int, list[Any]] = {}
+        self._names: dict[tuple[int, int], str] = {}  # (0 family | 1 type, number) -> "AF_INET", "SOCK_STREAM"
+        self._errors: dict[int, tuple[str, str]] = {}  # errno -> (name, "ECONNREFUSED: Connection refused")
+        self._failed = 0  # when a failure was last flushed at once (see record)
         self._codes: dict[int, CodeType] = {}  # code objects already described to wirestack (kept alive: ids stay)
         self._files: set[str] = set()  # pseudo-files ("<string>") whose lines were sent
-        self._converted: dict[int, tuple[RawStack, tuple[Any, ...]]] = {}  # id(stack) -> (stack, as sent)
         self._hidden_files: set[str] = {__file__}
         self._hidden_tags: set[int] = set()  # the runner's own frames (wirestack's bootstrap)
         self._lock = threading.Lock()
@@ -127,30 +138,17 @@ class Probe:
             return new.n
         return -id(frame)  # a tracer owns f_trace: fall back to the address (negative, so it never clashes)
 
-    def _stack(self, depth: int) -> RawStack:
-        """The caller's stack, innermost first. A call made again from the same instruction of the same live
-        frame has the stack walked then: while a frame runs, its callers wait where they are (unless it is a
-        generator or coroutine, whose caller changes between resumptions; those are walked every time). The
-        stacks are kept per instruction in the frame's own tag, so they die with the frame and never go stale;
-        the list handed out is shared by those calls' records and never changed."""
+    def _stack(self, depth: int) -> Stack:
+        """The caller's stack, as sent (outermost first). Walked once per place: a frame that calls from the same
+        instruction again has the same callers (while it runs, they wait where they are), so each walked frame
+        keeps, in its own tag, its stack by instruction, and a later walk stops at the first frame that knows
+        its stack from there. Generators and coroutines keep none: their caller changes between resumptions.
+        Kept stacks die with their frames and never go stale."""
         frame: FrameType | None = _getframe(depth)
-        assert frame is not None
-        first, mark = frame, frame.f_trace
-        if type(mark) is _Tag and mark.stacks is not None:
-            known = mark.stacks.get(frame.f_lasti)
-            if known is not None:
-                return known
-        out = self._walk(frame)
-        mark = first.f_trace  # tagged by the walk, unless a tracer owns f_trace
-        if out and type(mark) is _Tag and not first.f_code.co_flags & _SUSPENDABLE:
-            if mark.stacks is None:
-                mark.stacks = {}
-            mark.stacks[first.f_lasti] = out
-        return out
-
-    def _walk(self, frame: FrameType | None) -> RawStack:
-        out: RawStack = []
         tags, files = self._hidden_tags, self._hidden_files
+        walked: RawStack = []
+        marks: list[tuple[_Tag, int] | None] = []  # per walked frame: (its tag, instruction) if it may keep
+        tail: Stack = ()
         while frame is not None:
             code = frame.f_code
             if code.co_filename in PROBE_FILES:  # another probe's wrapper (a traced program that traces too)
@@ -158,27 +156,80 @@ class Probe:
                 continue
             if code.co_filename in files:  # the runner (and runpy): everything further out is theirs too
                 break
-            tag = self.frame_tag(frame)
+            mark = frame.f_trace
+            if type(mark) is _Tag:
+                if mark.stacks is not None:
+                    known = mark.stacks.get(frame.f_lasti)
+                    if known is not None:
+                        tail = known
+                        break
+                tag = mark.n
+            else:
+                tag = self.frame_tag(frame)
+                mark = frame.f_trace  # tagged now, unless a tracer owns f_trace
             if tag in tags:
                 break
-            out.append((tag, code, frame.f_lineno))
+            walked.append((tag, code, frame.f_lineno))
+            marks.append((mark, frame.f_lasti) if type(mark) is _Tag and not code.co_flags & _SUSPENDABLE
+                         else None)
             frame = frame.f_back
-        while out and (out[-1][0] in tags or out[-1][1].co_filename in files):
-            out.pop()
+        out = tail + self._sent(walked)
+        n = len(out)
+        for i, keep in enumerate(marks):  # walked frame i (0 innermost) has the stack without the i below it
+            if keep is not None and n:
+                if keep[0].stacks is None:
+                    keep[0].stacks = {}
+                keep[0].stacks[keep[1]] = out[: n - i] if i else out
         return out
+
+    def _sent(self, stack: RawStack) -> Stack:
+        """A walked stack as sent: outermost first, codes by id. A code (and a pseudo-file's lines) is described
+        in the pending records before it is marked known, so any call naming it comes after its description."""
+        codes, out = self._codes, []
+        for tag, code, line in reversed(stack):
+            key = id(code)
+            if key not in codes:
+                name = code.co_filename
+                if name.startswith("<") and name not in self._files:
+                    self._files.add(name)
+                    self._pending.append(("lines", name, tuple(linecache.getlines(name))))
+                self._pending.append(("code", key, name, code.co_name))
+                codes[key] = code  # kept alive, so its id stays its own
+            out.append((tag, key, line))
+        return tuple(out)
 
     def serial(self, sock: Any) -> int:
         return int(self._socket(sock)[0])
 
     def _socket(self, sock: Any) -> list[Any]:
-        """[serial, family, type, cached local address] of a socket object, computed once."""
-        try:
-            return self._sockets[id(sock)]
-        except KeyError:
-            key = id(sock)
-            known = self._sockets[key] = [next(self._serials), _enum_name(sock.family), _enum_name(sock.type), None]
-            weakref.finalize(sock, self._sockets.pop, key, None)
-            return known
+        """What the probe keeps of a socket object (see `_sockets`), computed once."""
+        key = id(sock)
+        known = self._sockets.get(key)
+        if known is None:
+            sockets = self._sockets
+            def gone(_: Any) -> None:
+                sockets.pop(key, None)
+
+            known = sockets[key] = [next(self._serials), self._name(0, _FAMILY(sock)), self._name(1, _TYPE(sock)),
+                                    None, None, weakref.ref(sock, gone)]
+        return known
+
+    def _name(self, which: int, number: int) -> str:
+        name = self._names.get((which, number))
+        if name is None:
+            try:
+                value: Any = (socket.AddressFamily if which == 0 else socket.SocketKind)(number)
+            except ValueError:
+                value = number
+            name = self._names[(which, number)] = _enum_name(value)
+        return name
+
+    def _error(self, number: int) -> tuple[str, str]:
+        known = self._errors.get(number)
+        if known is None:
+            name = errno_name(number)
+            known = self._errors[number] = (name, f"{name}: {os.strerror(number)}")
+        return known
 
     # -- recording -------------------------------------------------------------------------------------------
 
@@ -190,7 +241,7 @@ class Probe:
         cid = next(self._ids)
         errno = error = None
         if reported:
-            errno, error = reported, f"{errno_name(reported)}: {os.strerror(reported)}"
+            errno, error = reported, self._error(reported)[1]
         if exc is not None:
             err = getattr(exc, "errno", None)
             errno = err if isinstance(err, int) else None
@@ -199,53 +250,66 @@ class Probe:
                 setattr(exc, EXC_ATTR, cid)
             except Exception:
                 pass
-        serial, family, kind, _ = self._socket(sock) if sock is not None else (0, "", "", None)
-        self._pending.append((cid, op, _current_thread().name, start, end, self._stack(depth), serial, family, kind,
-                              errno, error, local, remote, args, result))
-        # A failure is flushed at once (the program may be killed next); the waits of non-blocking sockets
-        # (EAGAIN, EINPROGRESS) are not failures and ride with the batch.
-        if (len(self._pending) >= self._batch or end - self._flushed > FLUSH_NS
-                or (errno not in _WAITS and error is not None)):
+        if sock is None:
+            info: Any = _NO_SOCKET
+        else:
+            info = self._socket(sock)
+            if op in _CONNECTS:  # failed for good: not connected (close need not ask for a peer)
+                info[4] = errno is not None and errno not in _WAITS
+        item = ("call", cid, op, (_threads.get(_get_ident()) or _current_thread()).name, start, end,
+                self._stack(depth), info[0], info[1], info[2], errno, error or "", local, remote, args or {}, result,
+                self.pid)
+        pending = self._pending
+        pending.append(item)
+        # A failure is flushed at once (the program may be killed next), unless one was a moment ago (a storm of
+        # failures rides with the batch, flushed within FLUSH_NS); the waits of non-blocking sockets (EAGAIN,
+        # EINPROGRESS) are not failures and ride with the batch too.
+        if len(pending) >= self._batch or end - self._flushed > FLUSH_NS:
+            self.flush()
+        elif error is not None and errno not in _WAITS and end - self._failed > FAILED_NS:
+            self._failed = end
             self.flush()
         return cid
 
+    def _note(self, op: str, sock: Any, start: int, end: int, n: int, result: Any, where: int = 0,
+              remote: Any = None) -> None:
+        """`record` for the calls that move data and succeeded (the hot path: loops of sends and receives),
+        called by the wrapper itself. `n`: the byte count or buffer size; `where`: 1 for a datagram call, whose
+        local address is cached and whose remote address is `remote`."""
+        info = self._sockets.get(id(sock)) or self._socket(sock)
+        local = None
+        if where:
+            local = info[3]
+            if local is None:
+                local = self._ends(sock, (), None, "cached")[0]
+        frame = _getframe(2)
+        mark, stack = frame.f_trace, None
+        if type(mark) is _Tag and mark.stacks is not None:
+            stack = mark.stacks.get(frame.f_lasti)
+        if stack is None:
+            stack = self._stack(3)
+        item = ("call", next(self._ids), op, (_threads.get(_get_ident()) or _current_thread()).name, start, end,
+                stack, info[0], info[1], info[2], None, "", local, remote, n, result, self.pid)
+        pending = self._pending
+        pending.append(item)
+        if len(pending) >= self._batch or end - self._flushed > FLUSH_NS:
+            self.flush()
+
     def flush(self) -> None:
-        """Hand the pending calls to the sink as compact tuples (see `records.Loader`): code objects and the
-        lines of pseudo-files are described once, stacks are (frame instance, code id, line)."""
+        """Hand the pending items to the sink. They are built ready to send (see `records.Loader`): a call is
+        ("call", id, op, thread, start, end, stack, socket, family, type, errno, error, local, remote, args,
+        result, pid), whose stack names frames as (instance, code id, line); code objects and the lines of
+        pseudo-files are described once, before the first call naming them. `args` of the data calls is just
+        their byte count or buffer size (the hot path builds no dict); the loader spells it out."""
         self._flushed = _time_ns()
         with self._lock:
-            pending, self._pending = self._pending, []
-            if not pending:
-                return
-            items: list[tuple[Any, ...]] = []
-            codes, files = self._codes, self._files
-            pid = self.pid
-            converted = self._converted
-            if len(converted) > 4096:
-                converted.clear()
-            for (cid, op, thread, start, end, stack, serial, family, kind, errno, error, local, remote, args,
-                 result) in pending:
-                hit = converted.get(id(stack))  # a loop: _stack handed out the same list again
-                if hit is not None and hit[0] is stack:
-                    items.append(("call", cid, op, thread, start, end, hit[1], serial, family, kind, errno,
-                                  error or "", local, remote, args or {}, result, pid))
-                    continue
-                frames: list[tuple[int, int, int]] = []
-                for tag, code, line in reversed(stack):
-                    key = id(code)
-                    if key not in codes:
-                        codes[key] = code
-                        name = code.co_filename
-                        if name.startswith("<") and name not in files:
-                            files.add(name)
-                            items.append(("lines", name, tuple(linecache.getlines(name))))
-                        items.append(("code", key, name, code.co_name))
-                    frames.append((tag, key, line))
-                frames_t = tuple(frames)
-                converted[id(stack)] = (stack, frames_t)
-                items.append(("call", cid, op, thread, start, end, frames_t, serial, family, kind, errno,
-                              error or "", local, remote, args or {}, result, pid))
-            self._sink(items)
+            # Copy, then cut what was copied: a thread appending meanwhile appends to the same list, so nothing
+            # is lost between the two (each is one step under the GIL).
+            whole = self._pending
+            items = whole[:]
+            del whole[: len(items)]
+            if items:
+                self._sink(items)
 
     # -- installing ------------------------------------------------------------------------------------------
 
@@ -336,10 +400,7 @@ class Probe:
                          result=result_of(r), depth=depth)
             return r
 
-        wrapper.__wrapped__ = orig  # type: ignore[attr-defined]
-        wrapper.__name__ = getattr(orig, "__name__", op)
-        wrapper.__doc__ = getattr(orig, "__doc__", None)
-        return wrapper
+        return _named(wrapper, orig, op)
 
     def _ends(self, sock: Any, a: tuple[Any, ...], remote_of: Callable[..., Any] | None, addresses: bool | str,
               r: Any = None) -> tuple[Any, Any]:
@@ -383,28 +444,110 @@ class Probe:
 
         return connect_ex
 
+    # The calls that move data run in loops: their wrappers take the short way (`_note`) when they succeed.
+
+    def _sending(self, op: str, orig: Callable[..., Any], failed: Callable[..., Any]) -> Callable[..., Any]:
+        probe = self
+
+        def wrapper(sock: Any, data: Any, *rest: Any) -> Any:
+            start = _time_ns()
+            try:
+                r = orig(sock, data, *rest)
+            except BaseException as exc:
+                failed(exc, sock, data, *rest, _start=start)
+                raise
+            probe._note(op, sock, start, _time_ns(), len(data), r)
+            return r
+
+        return _named(wrapper, orig, op)
+
     def _w_send(self, orig: Callable[..., Any]) -> Callable[..., Any]:
-        return self._simple("send", orig, args_of=lambda data, *f: {"bytes": len(data)})
+        return self._sending("send", orig, self._failed_call("send", lambda data, *f: {"bytes": len(data)}))
 
     def _w_sendall(self, orig: Callable[..., Any]) -> Callable[..., Any]:
-        return self._simple("sendall", orig, args_of=lambda data, *f: {"bytes": len(data)})
+        return self._sending("sendall", orig, self._failed_call("sendall", lambda data, *f: {"bytes": len(data)}))
 
     def _w_sendto(self, orig: Callable[..., Any]) -> Callable[..., Any]:
-        return self._simple("sendto", orig, args_of=lambda data, *rest: {"bytes": len(data), "address": rest[-1]},
-                            addresses="cached", remote_of=lambda a, r: a[-1])
+        probe = self
+        failed = self._failed_call("sendto", lambda data, *rest: {"bytes": len(data), "address": rest[-1]},
+                                   addresses="cached", remote_of=lambda a, r: a[-1])
+
+        def sendto(sock: Any, data: Any, *rest: Any) -> Any:
+            start = _time_ns()
+            try:
+                r = orig(sock, data, *rest)
+            except BaseException as exc:
+                failed(exc, sock, data, *rest, _start=start)
+                raise
+            probe._note("sendto", sock, start, _time_ns(), len(data), r, 1, rest[-1])
+            return r
+
+        return _named(sendto, orig, "sendto")
+
+    def _failed_call(self, op: str, args_of: Callable[..., dict[str, Any]], addresses: bool | str = False,
+                     remote_of: Callable[..., Any] | None = None) -> Callable[..., Any]:
+        """The slow way, for a call that raised: the wrapper calls it with the exception, the same arguments and
+        the start time, then re-raises (depth 4: record, this, the wrapper, the program's frame)."""
+        probe = self
+
+        def failed(exc: BaseException, sock: Any, *a: Any, _start: int, **kw: Any) -> None:
+            end = _time_ns()
+            local, remote = probe._ends(sock, a, remote_of, addresses)
+            probe.record(op, sock, _start, end, exc=exc, local=local, remote=remote, args=args_of(*a, **kw),
+                         depth=4)
+
+        return failed
 
     def _w_sendmsg(self, orig: Callable[..., Any]) -> Callable[..., Any]:
         return self._simple("sendmsg", orig, args_of=lambda bufs, *rest, **kw: {"bytes": sum(map(len, bufs))})
 
     def _w_recv(self, orig: Callable[..., Any]) -> Callable[..., Any]:
-        return self._simple("recv", orig, args_of=lambda n, *f: {"bufsize": n}, result_of=len)
+        probe = self
+        failed = self._failed_call("recv", lambda n, *f: {"bufsize": n})
+
+        def recv(sock: Any, n: int, *rest: Any) -> Any:
+            start = _time_ns()
+            try:
+                r = orig(sock, n, *rest)
+            except BaseException as exc:
+                failed(exc, sock, n, *rest, _start=start)
+                raise
+            probe._note("recv", sock, start, _time_ns(), n, len(r))
+            return r
+
+        return _named(recv, orig, "recv")
 
     def _w_recv_into(self, orig: Callable[..., Any]) -> Callable[..., Any]:
-        return self._simple("recv_into", orig, args_of=lambda buf, *r, **kw: {"bufsize": len(buf)})
+        probe = self
+        failed = self._failed_call("recv_into", lambda buffer=b"", *r, **kw: {"bufsize": len(buffer)})
+
+        def recv_into(sock: Any, *a: Any, **kw: Any) -> Any:  # (buffer, nbytes=0, flags=0), keywords allowed
+            start = _time_ns()
+            try:
+                r = orig(sock, *a, **kw)
+            except BaseException as exc:
+                failed(exc, sock, *a, _start=start, **kw)
+                raise
+            probe._note("recv_into", sock, start, _time_ns(), len(a[0] if a else kw["buffer"]), r)
+            return r
+
+        return _named(recv_into, orig, "recv_into")
 
     def _w_recvfrom(self, orig: Callable[..., Any]) -> Callable[..., Any]:
-        return self._simple("recvfrom", orig, args_of=lambda n, *f: {"bufsize": n}, result_of=lambda r: len(r[0]),
-                            addresses="cached", remote_of=lambda a, r: r[1] if r else None)
+        probe = self
+        failed = self._failed_call("recvfrom", lambda n, *f: {"bufsize": n}, addresses="cached")
+
+        def recvfrom(sock: Any, n: int, *rest: Any) -> Any:
+            start = _time_ns()
+            try:
+                r = orig(sock, n, *rest)
+            except BaseException as exc:
+                failed(exc, sock, n, *rest, _start=start)
+                raise
+            probe._note("recvfrom", sock, start, _time_ns(), n, len(r[0]), 1, r[1])
+            return r
+
+        return _named(recvfrom, orig, "recvfrom")
 
     def _w_recvfrom_into(self, orig: Callable[..., Any]) -> Callable[..., Any]:
         return self._simple("recvfrom_into", orig, args_of=lambda buf, *r, **kw: {"bufsize": len(buf)},
@@ -460,7 +603,14 @@ class Probe:
             if sock.fileno() < 0:  # already closed: no syscall, nothing to record
                 return orig(sock, *a, **kw)
             start = _time_ns()
-            local, remote = probe._ends(sock, (), None, True)
+            info = probe._sockets.get(id(sock))
+            if info is not None and info[4]:  # its connect failed: there is no peer to ask for
+                try:
+                    local, remote = _ORIG_GETSOCKNAME(sock), None
+                except OSError:
+                    local = remote = None
+            else:
+                local, remote = probe._ends(sock, (), None, True)
             r = orig(sock, *a, **kw)
             probe.record("close", sock, start, _time_ns(), local=local, remote=remote)
             return r
@@ -498,6 +648,14 @@ class Probe:
 
 
 # -- serialising ---------------------------------------------------------------------------------------------
+
+
+def _named(wrapper: Callable[..., Any], orig: Callable[..., Any], op: str) -> Callable[..., Any]:
+    """The wrapper looks like the method it wraps (name, doc, `__wrapped__`)."""
+    wrapper.__wrapped__ = orig  # type: ignore[attr-defined]
+    wrapper.__name__ = getattr(orig, "__name__", op)
+    wrapper.__doc__ = getattr(orig, "__doc__", None)
+    return wrapper
 
 
 def frame_dict(instance: int, file: str, line: int, function: str) -> dict[str, Any]:

@@ -60,6 +60,9 @@ def exception_from(d: dict[str, Any] | None) -> ExceptionInfo | None:
     )
 
 
+SIZE_ARG = {"send": "bytes", "sendall": "bytes", "recv": "bufsize", "recv_into": "bufsize", "recvfrom": "bufsize"}
+
+
 class Loader:
     """The probe's items (see `probe.Probe.flush`) as call records and the rest. Code objects and pseudo-file
     lines arrive once and are looked up after; frames are shared between calls (one `Frame` per frame
@@ -73,15 +76,18 @@ class Loader:
         self._frames: dict[tuple[int, int, int], Frame] = {}
 
     def feed(self, items: Any) -> None:
+        """Descriptions first, then calls: a forked child's calls may name codes its parent described."""
+        calls = []
         for item in items:
             if isinstance(item, dict):
                 self.other.append(item)
             elif item[0] == "call":
-                self.calls.append(self._call(item))
+                calls.append(item)
             elif item[0] == "code":
                 self._codes[item[1]] = (item[2], item[3])
             elif item[0] == "lines":
                 self._lines[item[1]] = tuple(item[2])
+        self.calls.extend(self._call(item) for item in calls)
 
     def _frame(self, tag: int, code: int, line: int) -> Frame:
         key = (tag, code, line)
@@ -102,6 +108,8 @@ class Loader:
     def _call(self, item: tuple[Any, ...]) -> dict[str, Any]:
         (_, cid, op, thread, start, end, frames, serial, family, kind, errno, error, local, remote, args, result,
          pid) = item
+        if isinstance(args, int):  # a data call's compact form: its byte count or buffer size
+            args = {"bytes": args, "address": remote} if op == "sendto" else {SIZE_ARG.get(op, "bytes"): args}
         return {"kind": "call", "id": cid, "op": op, "thread": thread, "start_ns": start, "end_ns": end,
                 "frames": [self._frame(*f) for f in frames], "socket": serial, "family": family, "type": kind,
                 "errno": errno, "error": error, "local": local, "remote": remote, "args": args, "result": result,

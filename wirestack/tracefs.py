@@ -2,8 +2,11 @@
 
 One instance, named `wirestack-PID-N`, removed afterwards (also when interrupted; stale ones of dead wirestack
 processes are removed at start). It records
-- connect/accept/sendto/recvfrom/close syscalls, filtered in the kernel to processes named like the traced
-  interpreter (`comm`), and afterwards to the traced processes' pids;
+- connect/accept/close syscalls (entry and return), and the sendto/recvfrom syscalls that fail (their return;
+  EAGAIN, "would block", is not a failure), filtered in the kernel to processes named like the traced
+  interpreter (`comm`), and afterwards to the traced processes' pids. A data syscall that succeeds says nothing
+  the call's own result does not, and a loop of them would flood the trace buffer and cost the program time
+  (two events per datagram);
 - socket state changes, resets, error reports, retransmissions, drops and ICMP sends from any context (softirq
   work runs in whichever process is current), filtered afterwards to the traced flows.
 Its timestamps are put on CLOCK_REALTIME by two sync markers written into the trace (see `kevents.parse`).
@@ -15,6 +18,7 @@ background thread that the interpreter waits for at exit.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -25,8 +29,8 @@ from pathlib import Path
 MOUNT = Path("/sys/kernel/tracing")
 SYS_EVENTS = ("syscalls/sys_enter_connect", "syscalls/sys_exit_connect", "syscalls/sys_enter_accept4",
               "syscalls/sys_exit_accept4", "syscalls/sys_enter_accept", "syscalls/sys_exit_accept",
-              "syscalls/sys_enter_sendto", "syscalls/sys_exit_sendto", "syscalls/sys_enter_recvfrom",
-              "syscalls/sys_exit_recvfrom", "syscalls/sys_enter_close", "syscalls/sys_exit_close")
+              "syscalls/sys_enter_close", "syscalls/sys_exit_close")
+DATA_EXITS = ("syscalls/sys_exit_sendto", "syscalls/sys_exit_recvfrom")  # only failures (see above)
 NET_EVENTS = ("sock/inet_sock_set_state", "tcp/tcp_send_reset", "tcp/tcp_receive_reset",
               "sock/inet_sk_error_report", "tcp/tcp_retransmit_skb", "tcp/tcp_retransmit_synack",
               "skb/kfree_skb", "icmp/icmp_send")
@@ -60,13 +64,15 @@ class Recorder:
             folder.mkdir()
             # The instance keeps its default clock and buffer: switching either resets the ring buffer, which
             # costs the kernel 30-50 ms. Time is put on CLOCK_REALTIME through sync markers instead (kevents.py).
-            missing = [e for e in SYS_EVENTS + NET_EVENTS if not (folder / "events" / e).is_dir()]
+            missing = [e for e in SYS_EVENTS + DATA_EXITS + NET_EVENTS if not (folder / "events" / e).is_dir()]
             if missing:
                 raise KernelOff(f"kernel layer off: this kernel has no tracepoint {missing[0]}")
             for e in SYS_EVENTS:
                 _write(folder / "events" / e / "filter", f'comm == "{comm}"')
-            _write(folder / "events" / "skb" / "kfree_skb" / "filter", "reason != 2")  # not NOT_SPECIFIED
-            for e in SYS_EVENTS + NET_EVENTS:
+            for e in DATA_EXITS:
+                _write(folder / "events" / e / "filter", f'comm == "{comm}" && ret < 0 && ret != -11')
+            _write(folder / "events" / "skb" / "kfree_skb" / "filter", _drop_filter(folder))
+            for e in SYS_EVENTS + DATA_EXITS + NET_EVENTS:
                 _write(folder / "events" / e / "enable", "1")
             _mark(folder)
         except OSError as exc:
@@ -98,6 +104,19 @@ class Recorder:
         if self.mounted:
             subprocess.run(["umount", str(MOUNT)], capture_output=True)
             self.mounted = False
+
+
+# kfree_skb reasons kept out in the kernel: a drop is only told when it joins a reset or an ICMP error (the
+# segment that found no socket, see kevents), which these never do; a full receive buffer would otherwise put
+# one event per datagram into the trace in a burst.
+QUIET_DROPS = ("NOT_SPECIFIED", "SOCKET_RCVBUFF", "SOCKET_FILTER", "PROTO_MEM")
+
+
+def _drop_filter(folder: Path) -> str:
+    """`reason != N && ...` for QUIET_DROPS, with this kernel's numbers (read off the event's format)."""
+    text = (folder / "events" / "skb" / "kfree_skb" / "format").read_text()
+    numbers = [m.group(1) for name in QUIET_DROPS if (m := re.search(r'\{\s*(\d+),\s*"' + name + r'"\s*\}', text))]
+    return " && ".join(f"reason != {n}" for n in numbers) or "0"  # "0": clears the filter
 
 
 def _outer_uid() -> int:

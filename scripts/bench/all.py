@@ -30,7 +30,7 @@ RESULTS = HERE / "results"
 FULL: list[tuple[str, list[str]]] = [
     ("smtp", ["--runs", "20"]),
     ("probe", ["--runs", "5"]),
-    ("capture", ["--runs", "2"]),
+    ("capture", ["--runs", "5"]),
     ("read", ["--runs", "3"]),
     ("pytest_plugin", ["--runs", "5"]),
 ]

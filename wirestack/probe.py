@@ -446,7 +446,9 @@ class Probe:
 
     # The calls that move data run in loops: their wrappers take the short way (`_note`) when they succeed.
 
-    def _sending(self, op: str, orig: Callable[..., Any], failed: Callable[..., Any]) -> Callable[..., Any]:
+    def _sending(self, op: str, orig: Callable[..., Any], failed: Callable[..., Any],
+                 datagram: bool = False) -> Callable[..., Any]:
+        """send/sendall/sendto; a datagram call's remote address is its last argument."""
         probe = self
 
         def wrapper(sock: Any, data: Any, *rest: Any) -> Any:
@@ -456,7 +458,10 @@ class Probe:
             except BaseException as exc:
                 failed(exc, sock, data, *rest, _start=start)
                 raise
-            probe._note(op, sock, start, _time_ns(), len(data), r)
+            if datagram:
+                probe._note(op, sock, start, _time_ns(), len(data), r, 1, rest[-1])
+            else:
+                probe._note(op, sock, start, _time_ns(), len(data), r)
             return r
 
         return _named(wrapper, orig, op)
@@ -468,21 +473,9 @@ class Probe:
         return self._sending("sendall", orig, self._failed_call("sendall", lambda data, *f: {"bytes": len(data)}))
 
     def _w_sendto(self, orig: Callable[..., Any]) -> Callable[..., Any]:
-        probe = self
         failed = self._failed_call("sendto", lambda data, *rest: {"bytes": len(data), "address": rest[-1]},
                                    addresses="cached", remote_of=lambda a, r: a[-1])
-
-        def sendto(sock: Any, data: Any, *rest: Any) -> Any:
-            start = _time_ns()
-            try:
-                r = orig(sock, data, *rest)
-            except BaseException as exc:
-                failed(exc, sock, data, *rest, _start=start)
-                raise
-            probe._note("sendto", sock, start, _time_ns(), len(data), r, 1, rest[-1])
-            return r
-
-        return _named(sendto, orig, "sendto")
+        return self._sending("sendto", orig, failed, datagram=True)
 
     def _failed_call(self, op: str, args_of: Callable[..., dict[str, Any]], addresses: bool | str = False,
                      remote_of: Callable[..., Any] | None = None) -> Callable[..., Any]:

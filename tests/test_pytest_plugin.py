@@ -260,6 +260,30 @@ def test_wire_fixture_assertions_hold_on_real_packets(suite: pytest.Pytester) ->
     result.assert_outcomes(passed=1)
 
 
+def test_a_socket_described_in_one_test_is_known_in_the_next(suite: pytest.Pytester) -> None:
+    # The probe describes a socket (family, type, local address) once, in the test that first meets it; a
+    # later test's data calls on it must still carry what the description says.
+    suite.makepyfile(test_shared="""
+        import socket
+        SINK = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        SINK.bind(("127.0.0.1", 0))
+        OUT = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+
+        def test_first(wire):
+            OUT.sendto(b"one", SINK.getsockname())
+
+        def test_second(wire):
+            OUT.sendto(b"two", SINK.getsockname())
+            (call,) = [c for c in wire.calls if c.op == "sendto"]
+            (packet,) = wire.find(contains=b"two")
+            assert (call.family, call.kind) == ("AF_INET", "SOCK_DGRAM")
+            assert call.local == ("0.0.0.0", packet.sport) and call.remote == SINK.getsockname()
+            assert call.args == {"bytes": 3, "address": list(SINK.getsockname())}
+    """)
+    result = run(suite, "--wirestack")
+    result.assert_outcomes(passed=2)
+
+
 README_EXAMPLE = """
 import socket
 import threading

@@ -256,6 +256,9 @@ def test_burst_is_captured_completely_and_limits_are_reported(workdir: Path) -> 
     assert len(refused) == 100 and all(len(c["packets"]) == 2 for c in refused)
     sends = [c for c in data["calls"] if c["op"] == "sendto"]
     assert len(sends) == 5000 and all(len(c["packets"]) == 1 for c in sends)
+    # sent by the probe's short path: the local address comes from the socket's one description
+    first = data["packets"][sends[0]["packets"][0] - 1]
+    assert {(tuple(c["local"]), c["args"]["bytes"]) for c in sends} == {(("0.0.0.0", first["sport"]), 32)}
     assert "--all shows each" in done.stderr  # a large run is summarised
     done, data = run(workdir, str(burst), "--datagrams", "300", "--connects", "0",
                      options=("--netns", "--max-packets", "100", "--snaplen", "64"))

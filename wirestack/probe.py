@@ -39,7 +39,7 @@ _time_ns = time.time_ns
 _getframe = sys._getframe
 _current_thread = threading.current_thread
 _get_ident = threading.get_ident
-_threads: dict[int, threading.Thread] = getattr(threading, "_active", {})  # ident -> Thread (CPython's own map)
+_threads: dict[int, Any] = getattr(threading, "_active", {})  # ident -> Thread (CPython's own map; `_name` read)
 _FAMILY = _socket.socket.family.__get__  # the plain ints, without socket.py's enum conversion (~1 µs each)
 _TYPE = _socket.socket.type.__get__
 _FILENO = _socket.socket.fileno
@@ -58,6 +58,7 @@ FLUSH_NS = 50_000_000  # records reach wirestack within 50 ms of a call, or 512 
 FAILED_NS = 1_000_000  # a failure is flushed at once unless another one was within this (1 ms)
 _NO_SOCKET = (0, "", "", None)
 _CONNECTS = ("connect", "connect_ex")
+DESCRIPTIONS = ("code", "lines", "socket", "local")  # item kinds that describe, for every later item
 
 
 class _Tag:
@@ -107,7 +108,7 @@ class Probe:
     def after_fork(self) -> None:
         """In a forked child: keep recording, under the child's pid, with ids that cannot clash."""
         self.pid = os.getpid()
-        self._pending = []
+        self._pending.clear()  # the parent's, which the parent sends itself (the wrappers hold this list)
         self._lock = threading.Lock()
         base = self.pid << 32
         self._ids, self._tags, self._serials = (itertools.count(base + 1) for _ in range(3))
@@ -212,6 +213,7 @@ class Probe:
 
             known = sockets[key] = [next(self._serials), self._name(0, _FAMILY(sock)), self._name(1, _TYPE(sock)),
                                     None, None, weakref.ref(sock, gone)]
+            self._pending.append(("socket", known[0], known[1], known[2]))  # what "data" items leave out
         return known
 
     def _name(self, which: int, number: int) -> str:
@@ -256,9 +258,14 @@ class Probe:
             info = self._socket(sock)
             if op in _CONNECTS:  # failed for good: not connected (close need not ask for a peer)
                 info[4] = errno is not None and errno not in _WAITS
-        item = ("call", cid, op, (_threads.get(_get_ident()) or _current_thread()).name, start, end,
-                self._stack(depth), info[0], info[1], info[2], errno, error or "", local, remote, args or {}, result,
-                self.pid)
+        frame = _getframe(depth - 1)  # the program's frame: its stack from this instruction may be known
+        mark, stack = frame.f_trace, None
+        if type(mark) is _Tag and mark.stacks is not None:
+            stack = mark.stacks.get(frame.f_lasti)
+        if stack is None:
+            stack = self._stack(depth)
+        item = ("call", cid, op, _thread_name(), start, end, stack, info[0], info[1], info[2], errno, error or "",
+                local, remote, args or {}, result, self.pid)
         pending = self._pending
         pending.append(item)
         # A failure is flushed at once (the program may be killed next), unless one was a moment ago (a storm of
@@ -275,32 +282,35 @@ class Probe:
               remote: Any = None) -> None:
         """`record` for the calls that move data and succeeded (the hot path: loops of sends and receives),
         called by the wrapper itself. `n`: the byte count or buffer size; `where`: 1 for a datagram call, whose
-        local address is cached and whose remote address is `remote`."""
-        info = self._sockets.get(id(sock)) or self._socket(sock)
-        local = None
-        if where:
-            local = info[3]
-            if local is None:
-                local = self._ends(sock, (), None, "cached")[0]
+        remote address is `remote` and whose local address, once known, is described once ("local") and left
+        out of the item. The item is a "data" one (see `flush`): what every call of a socket shares (family,
+        type, local address) is described once, not sent per call."""
+        info = self._sockets.get(id(sock))
+        if info is None:
+            info = self._socket(sock)
+        if where and info[3] is None:
+            self._ends(sock, (), None, "cached")
         frame = _getframe(2)
         mark, stack = frame.f_trace, None
         if type(mark) is _Tag and mark.stacks is not None:
             stack = mark.stacks.get(frame.f_lasti)
         if stack is None:
             stack = self._stack(3)
-        item = ("call", next(self._ids), op, (_threads.get(_get_ident()) or _current_thread()).name, start, end,
-                stack, info[0], info[1], info[2], None, "", local, remote, n, result, self.pid)
+        thread = _threads.get(_get_ident())
         pending = self._pending
-        pending.append(item)
+        pending.append(("data", next(self._ids), op, thread._name if thread is not None else _current_thread().name,
+                        start, end, stack, info[0], n, result, remote, self.pid))
         if len(pending) >= self._batch or end - self._flushed > FLUSH_NS:
             self.flush()
 
     def flush(self) -> None:
         """Hand the pending items to the sink. They are built ready to send (see `records.Loader`): a call is
         ("call", id, op, thread, start, end, stack, socket, family, type, errno, error, local, remote, args,
-        result, pid), whose stack names frames as (instance, code id, line); code objects and the lines of
-        pseudo-files are described once, before the first call naming them. `args` of the data calls is just
-        their byte count or buffer size (the hot path builds no dict); the loader spells it out."""
+        result, pid), whose stack names frames as (instance, code id, line); a data call that succeeded is
+        ("data", id, op, thread, start, end, stack, socket, size, result, remote, pid), `size` its byte count or
+        buffer size. Described once, before the first item naming them: code objects ("code", id, file,
+        function), the lines of pseudo-files ("lines", file, lines), sockets ("socket", serial, family, type)
+        and a datagram socket's local address ("local", serial, address)."""
         self._flushed = _time_ns()
         with self._lock:
             # Copy, then cut what was copied: a thread appending meanwhile appends to the same list, so nothing
@@ -418,6 +428,7 @@ class Probe:
                 local = None
             if known is not None and isinstance(local, tuple) and len(local) >= 2 and local[1]:
                 known[3] = local
+                self._pending.append(("local", known[0], local))
         remote = remote_of(a, r) if remote_of else None
         if remote is None:
             try:
@@ -641,6 +652,11 @@ class Probe:
 
 
 # -- serialising ---------------------------------------------------------------------------------------------
+
+
+def _thread_name() -> str:
+    thread = _threads.get(_get_ident())  # `_name`, not the `name` property: a Python call less
+    return thread._name if thread is not None else _current_thread().name
 
 
 def _named(wrapper: Callable[..., Any], orig: Callable[..., Any], op: str) -> Callable[..., Any]:

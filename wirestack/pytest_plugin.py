@@ -168,10 +168,12 @@ class WireSession:
             self._worker = None
 
     def _sink(self, items: list[Any]) -> None:
-        # The probe describes each code object (and pseudo-file) once, in whichever test first meets it: those
-        # descriptions are the session's, every test's trace needs them.
+        # The probe describes each code object, pseudo-file and socket once, in whichever test first meets it:
+        # those descriptions are the session's, every test's trace needs them.
+        from .probe import DESCRIPTIONS
+
         for item in items:
-            if isinstance(item, tuple) and item[0] in ("code", "lines"):
+            if isinstance(item, tuple) and item[0] in DESCRIPTIONS:
                 self._shared.append(item)
             else:
                 self._target.append(item)
@@ -347,16 +349,21 @@ def _since(frames: Frames, start_ns: int) -> Frames:
 def is_call(record: Any) -> bool:
     """A probe call item (a tuple, see `probe.Probe.flush`) or a call record (a dict)."""
     if isinstance(record, tuple):
-        return bool(record) and record[0] == "call"
+        return bool(record) and record[0] in ("call", "data")
     return isinstance(record, dict) and record.get("kind") == "call"
 
 
 def ports_of(records: list[Any]) -> frozenset[int]:
-    """Every port the recorded calls name as a local or remote end."""
+    """Every port the recorded calls name as a local or remote end (a data call's local end is its socket's
+    "local" description)."""
     ports = set()
     for r in records:
         if isinstance(r, tuple) and r and r[0] == "call":
             ends: tuple[Any, ...] = (r[12], r[13])
+        elif isinstance(r, tuple) and r and r[0] == "data":
+            ends = (r[10],)
+        elif isinstance(r, tuple) and r and r[0] == "local":
+            ends = (r[2],)
         elif isinstance(r, dict):
             ends = (r.get("local"), r.get("remote"))
         else:

@@ -60,19 +60,24 @@ def exception_from(d: dict[str, Any] | None) -> ExceptionInfo | None:
     )
 
 
-SIZE_ARG = {"send": "bytes", "sendall": "bytes", "recv": "bufsize", "recv_into": "bufsize", "recvfrom": "bufsize"}
+SIZE_ARG = {"send": "bytes", "sendall": "bytes", "sendto": "bytes", "recv": "bufsize", "recv_into": "bufsize",
+            "recvfrom": "bufsize"}
+DATAGRAM_OPS = ("sendto", "recvfrom")  # data calls whose local address is the socket's ("local" item)
 
 
 class Loader:
-    """The probe's items (see `probe.Probe.flush`) as call records and the rest. Code objects and pseudo-file
-    lines arrive once and are looked up after; frames are shared between calls (one `Frame` per frame
-    instance and line), so 100,000 calls from one loop cost one frame list."""
+    """The probe's items (see `probe.Probe.flush`) as call records and the rest. Code objects, pseudo-file
+    lines, sockets and datagram sockets' local addresses arrive once and are looked up after; frames are shared
+    between calls (one `Frame` per frame instance and line), so 100,000 calls from one loop cost one frame
+    list."""
 
     def __init__(self) -> None:
         self.calls: list[dict[str, Any]] = []
         self.other: list[dict[str, Any]] = []  # {"kind": "exception" | "error" | "note", ...}
         self._codes: dict[int, tuple[str, str]] = {}
         self._lines: dict[str, tuple[str, ...]] = {}
+        self._sockets: dict[int, tuple[str, str]] = {}  # serial -> (family, type)
+        self._locals: dict[int, Any] = {}  # serial -> local address (datagram sockets)
         self._frames: dict[tuple[int, int, int], Frame] = {}
 
     def feed(self, items: Any) -> None:
@@ -81,13 +86,19 @@ class Loader:
         for item in items:
             if isinstance(item, dict):
                 self.other.append(item)
-            elif item[0] == "call":
+                continue
+            kind = item[0]
+            if kind == "call" or kind == "data":
                 calls.append(item)
-            elif item[0] == "code":
+            elif kind == "code":
                 self._codes[item[1]] = (item[2], item[3])
-            elif item[0] == "lines":
+            elif kind == "lines":
                 self._lines[item[1]] = tuple(item[2])
-        self.calls.extend(self._call(item) for item in calls)
+            elif kind == "socket":
+                self._sockets[item[1]] = (item[2], item[3])
+            elif kind == "local":
+                self._locals[item[1]] = item[2]
+        self.calls.extend(self._call(item) if item[0] == "call" else self._data(item) for item in calls)
 
     def _frame(self, tag: int, code: int, line: int) -> Frame:
         key = (tag, code, line)
@@ -108,9 +119,20 @@ class Loader:
     def _call(self, item: tuple[Any, ...]) -> dict[str, Any]:
         (_, cid, op, thread, start, end, frames, serial, family, kind, errno, error, local, remote, args, result,
          pid) = item
-        if isinstance(args, int):  # a data call's compact form: its byte count or buffer size
-            args = {"bytes": args, "address": remote} if op == "sendto" else {SIZE_ARG.get(op, "bytes"): args}
         return {"kind": "call", "id": cid, "op": op, "thread": thread, "start_ns": start, "end_ns": end,
                 "frames": [self._frame(*f) for f in frames], "socket": serial, "family": family, "type": kind,
                 "errno": errno, "error": error, "local": local, "remote": remote, "args": args, "result": result,
                 "pid": pid}
+
+    def _data(self, item: tuple[Any, ...]) -> dict[str, Any]:
+        """A data call that succeeded: what its socket's description holds is filled in."""
+        _, cid, op, thread, start, end, frames, serial, size, result, remote, pid = item
+        family, kind = self._sockets.get(serial, ("", ""))
+        datagram = op in DATAGRAM_OPS
+        args = {SIZE_ARG.get(op, "bytes"): size}
+        if op == "sendto":
+            args["address"] = remote
+        return {"kind": "call", "id": cid, "op": op, "thread": thread, "start_ns": start, "end_ns": end,
+                "frames": [self._frame(*f) for f in frames], "socket": serial, "family": family, "type": kind,
+                "errno": None, "error": "", "local": self._locals.get(serial) if datagram else None,
+                "remote": remote, "args": args, "result": result, "pid": pid}

@@ -35,6 +35,11 @@ from collections.abc import Callable
 from types import CodeType, FrameType
 from typing import Any
 
+try:  # the optional C short path (setup.py builds it where a compiler is); in a traced program, handed over by
+    from . import _fastpath  # tracer.BOOT when the program runs on wirestack's own interpreter
+except ImportError:
+    _fastpath = None  # type: ignore[assignment]
+
 _time_ns = time.time_ns
 _getframe = sys._getframe
 _current_thread = threading.current_thread
@@ -58,6 +63,7 @@ FLUSH_NS = 50_000_000  # records reach wirestack within 50 ms of a call, or 512 
 FAILED_NS = 1_000_000  # a failure is flushed at once unless another one was within this (1 ms)
 _NO_SOCKET = (0, "", "", None)
 _CONNECTS = ("connect", "connect_ex")
+_SEND, _SENDTO, _RECV, _RECVFROM = range(4)  # the kinds of `_fastpath.wrap`
 DESCRIPTIONS = ("code", "lines", "socket", "local")  # item kinds that describe, for every later item
 
 
@@ -279,23 +285,24 @@ class Probe:
         return cid
 
     def _note(self, op: str, sock: Any, start: int, end: int, n: int, result: Any, where: int = 0,
-              remote: Any = None) -> None:
+              remote: Any = None, depth: int = 2) -> None:
         """`record` for the calls that move data and succeeded (the hot path: loops of sends and receives),
         called by the wrapper itself. `n`: the byte count or buffer size; `where`: 1 for a datagram call, whose
         remote address is `remote` and whose local address, once known, is described once ("local") and left
         out of the item. The item is a "data" one (see `flush`): what every call of a socket shares (family,
-        type, local address) is described once, not sent per call."""
+        type, local address) is described once, not sent per call. `depth`: 2 from a Python wrapper, 1 from
+        the C one (`_fastpath`, which has no frame), which calls this only for what it does not know yet."""
         info = self._sockets.get(id(sock))
         if info is None:
             info = self._socket(sock)
         if where and info[3] is None:
             self._ends(sock, (), None, "cached")
-        frame = _getframe(2)
+        frame = _getframe(depth)
         mark, stack = frame.f_trace, None
         if type(mark) is _Tag and mark.stacks is not None:
             stack = mark.stacks.get(frame.f_lasti)
         if stack is None:
-            stack = self._stack(3)
+            stack = self._stack(depth + 1)
         thread = _threads.get(_get_ident())
         pending = self._pending
         pending.append(("data", next(self._ids), op, thread._name if thread is not None else _current_thread().name,
@@ -475,21 +482,40 @@ class Probe:
                 probe._note(op, sock, start, _time_ns(), len(data), r)
             return r
 
-        return _named(wrapper, orig, op)
+        return wrapper
+
+    def _hot(self, kind: int, op: str, orig: Callable[..., Any], wrapper: Callable[..., Any],
+             failed: Callable[..., Any]) -> Callable[..., Any]:
+        """The Python wrapper, or its C twin (`_fastpath.c`: the same items, built without the interpreter for
+        the calls of a loop) when that is built and not turned off (WIRESTACK_PURE_PROBE=1). `failed`: the C
+        twin's slow way for a call that raised (depth 3: it has no frame)."""
+        if _fastpath is None or os.environ.get("WIRESTACK_PURE_PROBE"):
+            return _named(wrapper, orig, op)
+        return _named(_fastpath.wrap(kind, op, orig, _named(wrapper, orig, op), failed, self._note, self,
+                                     self._sockets, self._pending, _threads, _Tag, self._batch), orig, op)
 
     def _w_send(self, orig: Callable[..., Any]) -> Callable[..., Any]:
-        return self._sending("send", orig, self._failed_call("send", lambda data, *f: {"bytes": len(data)}))
+        return self._w_sending("send", orig)
 
     def _w_sendall(self, orig: Callable[..., Any]) -> Callable[..., Any]:
-        return self._sending("sendall", orig, self._failed_call("sendall", lambda data, *f: {"bytes": len(data)}))
+        return self._w_sending("sendall", orig)
+
+    def _w_sending(self, op: str, orig: Callable[..., Any]) -> Callable[..., Any]:
+        def args_of(data: Any, *f: Any) -> dict[str, Any]:
+            return {"bytes": len(data)}
+
+        wrapper = self._sending(op, orig, self._failed_call(op, args_of))
+        return self._hot(_SEND, op, orig, wrapper, self._failed_call(op, args_of, depth=3))
 
     def _w_sendto(self, orig: Callable[..., Any]) -> Callable[..., Any]:
-        failed = self._failed_call("sendto", lambda data, *rest: {"bytes": len(data), "address": rest[-1]},
-                                   addresses="cached", remote_of=lambda a, r: a[-1])
-        return self._sending("sendto", orig, failed, datagram=True)
+        def failed(depth: int) -> Callable[..., Any]:
+            return self._failed_call("sendto", lambda data, *rest: {"bytes": len(data), "address": rest[-1]},
+                                     addresses="cached", remote_of=lambda a, r: a[-1], depth=depth)
+
+        return self._hot(_SENDTO, "sendto", orig, self._sending("sendto", orig, failed(4), datagram=True), failed(3))
 
     def _failed_call(self, op: str, args_of: Callable[..., dict[str, Any]], addresses: bool | str = False,
-                     remote_of: Callable[..., Any] | None = None) -> Callable[..., Any]:
+                     remote_of: Callable[..., Any] | None = None, depth: int = 4) -> Callable[..., Any]:
         """The slow way, for a call that raised: the wrapper calls it with the exception, the same arguments and
         the start time, then re-raises (depth 4: record, this, the wrapper, the program's frame)."""
         probe = self
@@ -498,7 +524,7 @@ class Probe:
             end = _time_ns()
             local, remote = probe._ends(sock, a, remote_of, addresses)
             probe.record(op, sock, _start, end, exc=exc, local=local, remote=remote, args=args_of(*a, **kw),
-                         depth=4)
+                         depth=depth)
 
         return failed
 
@@ -507,7 +533,11 @@ class Probe:
 
     def _w_recv(self, orig: Callable[..., Any]) -> Callable[..., Any]:
         probe = self
-        failed = self._failed_call("recv", lambda n, *f: {"bufsize": n})
+
+        def args_of(n: Any, *f: Any) -> dict[str, Any]:
+            return {"bufsize": n}
+
+        failed = self._failed_call("recv", args_of)
 
         def recv(sock: Any, n: int, *rest: Any) -> Any:
             start = _time_ns()
@@ -519,7 +549,7 @@ class Probe:
             probe._note("recv", sock, start, _time_ns(), n, len(r))
             return r
 
-        return _named(recv, orig, "recv")
+        return self._hot(_RECV, "recv", orig, recv, self._failed_call("recv", args_of, depth=3))
 
     def _w_recv_into(self, orig: Callable[..., Any]) -> Callable[..., Any]:
         probe = self
@@ -539,7 +569,11 @@ class Probe:
 
     def _w_recvfrom(self, orig: Callable[..., Any]) -> Callable[..., Any]:
         probe = self
-        failed = self._failed_call("recvfrom", lambda n, *f: {"bufsize": n}, addresses="cached")
+
+        def args_of(n: Any, *f: Any) -> dict[str, Any]:
+            return {"bufsize": n}
+
+        failed = self._failed_call("recvfrom", args_of, addresses="cached")
 
         def recvfrom(sock: Any, n: int, *rest: Any) -> Any:
             start = _time_ns()
@@ -551,7 +585,8 @@ class Probe:
             probe._note("recvfrom", sock, start, _time_ns(), n, len(r[0]), 1, r[1])
             return r
 
-        return _named(recvfrom, orig, "recvfrom")
+        return self._hot(_RECVFROM, "recvfrom", orig, recvfrom,
+                         self._failed_call("recvfrom", args_of, addresses="cached", depth=3))
 
     def _w_recvfrom_into(self, orig: Callable[..., Any]) -> Callable[..., Any]:
         return self._simple("recvfrom_into", orig, args_of=lambda buf, *r, **kw: {"bufsize": len(buf)},

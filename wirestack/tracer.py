@@ -13,6 +13,7 @@ import json
 import os
 import pwd
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -48,6 +49,16 @@ def _wirestack_boot():
     pkg = types.ModuleType("_wirestack_probe")
     pkg.__path__ = []
     sys.modules[pkg.__name__] = pkg
+    if spec.get("fastpath"):  # the probe's C short path, built for this very interpreter; optional
+        try:
+            from importlib.machinery import ExtensionFileLoader
+            from importlib.util import module_from_spec, spec_from_loader
+            loader = ExtensionFileLoader(pkg.__name__ + "._fastpath", spec["fastpath"])
+            fast = module_from_spec(spec_from_loader(loader.name, loader))
+            loader.exec_module(fast)
+            sys.modules[loader.name] = fast
+        except Exception:
+            pass
     for name in ("probe", "bootstrap"):
         mod = types.ModuleType("_wirestack_probe." + name)
         mod.__file__, mod.__package__ = "<wirestack " + name + ">", "_wirestack_probe"
@@ -209,6 +220,7 @@ def _spawn(client: Client, folder: str, user: tuple[int, int] | None) -> subproc
         "records": folder, "mode": client.mode, "target": client.target, "args": list(client.args),
         "source": client.source, "filename": client.filename, "quiet": client.quiet,
         "modules": {name: (PACKAGE_DIR / f"{name}.py").read_text() for name in ("probe", "bootstrap")},
+        "fastpath": _fastpath_for(client.python),
     }
     read_fd, write_fd = os.pipe()
     flags = ["-I", "-S"] if client.isolated else []
@@ -229,6 +241,17 @@ def _spawn(client: Client, folder: str, user: tuple[int, int] | None) -> subproc
     with os.fdopen(write_fd, "wb") as pipe:  # well under the pipe's buffer is not guaranteed: write, then close
         pipe.write(json.dumps(spec).encode())
     return child
+
+
+def _fastpath_for(python: str) -> str | None:
+    """The probe's C short path (`_fastpath.c`), if it is built and the program runs on this very interpreter
+    (an extension is built for one Python's ABI); else the probe runs in pure Python."""
+    try:
+        from . import _fastpath
+    except ImportError:
+        return None
+    same = os.path.realpath(shutil.which(python) or python) == os.path.realpath(sys.executable)
+    return _fastpath.__file__ if same else None
 
 
 def _groups(user: tuple[int, int]) -> list[int]:

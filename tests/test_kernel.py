@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -170,3 +171,21 @@ def test_quiet_drops_are_filtered_by_this_kernels_numbers(tmp_path: Path) -> Non
     assert tracefs._drop_filter(tmp_path) == "reason != 2 && reason != 7 && reason != 9"
     fmt.joinpath("format").write_text("print fmt: no reasons here")
     assert tracefs._drop_filter(tmp_path) == "0"
+
+
+@pytest.mark.capture
+def test_the_trace_keeps_the_error_a_refused_connect_sets_not_its_clearing(global_tracing: None) -> None:
+    # recorded as wirestack records (the filters are in the kernel): the ECONNREFUSED report is there, the
+    # report of the error being cleared (error=0, one per failed connect) is not
+    with socket.socket() as gone:
+        gone.bind(("127.0.0.1", 0))
+        port = gone.getsockname()[1]
+    rec = tracefs.Recorder.start(sys.executable)
+    try:
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", port)) == 111
+    finally:
+        text, _, _ = rec.stop()
+    reports = [line for line in text.splitlines() if "inet_sk_error_report:" in line and f"dport={port}" in line]
+    assert reports and all(line.endswith("error=111") for line in reports)
+    assert not any("inet_sk_error_report:" in line and line.endswith("error=0") for line in text.splitlines())

@@ -7,8 +7,9 @@ processes are removed at start). It records
   interpreter (`comm`), and afterwards to the traced processes' pids. A data syscall that succeeds says nothing
   the call's own result does not, and a loop of them would flood the trace buffer and cost the program time
   (two events per datagram);
-- socket state changes, resets, error reports, retransmissions, drops and ICMP sends from any context (softirq
-  work runs in whichever process is current), filtered afterwards to the traced flows.
+- socket state changes, resets, error reports (not the ones clearing an error: error 0), retransmissions, drops
+  and ICMP sends from any context (softirq work runs in whichever process is current), filtered afterwards to
+  the traced flows.
 Its timestamps are put on CLOCK_REALTIME by two sync markers written into the trace (see `kevents.parse`).
 Nothing global is touched: no event is enabled outside the instance, and tracefs is mounted only if it was not
 (and then unmounted again). Removing an instance costs the kernel ~40 ms; the removal runs in a
@@ -72,6 +73,9 @@ class Recorder:
             for e in DATA_EXITS:
                 _write(folder / "events" / e / "filter", f'comm == "{comm}" && ret < 0 && ret != -11')
             _write(folder / "events" / "skb" / "kfree_skb" / "filter", _drop_filter(folder))
+            # a socket's error report with error 0 is the kernel clearing the error once it was read: one per
+            # failed connect, telling nothing
+            _write(folder / "events" / "sock" / "inet_sk_error_report" / "filter", "error != 0")
             for e in SYS_EVENTS + DATA_EXITS + NET_EVENTS:
                 _write(folder / "events" / e / "enable", "1")
             _mark(folder)

@@ -8,6 +8,8 @@ connects, i.e. 106,000 packets offered) is run, interleaved, in these variants:
     tcpdump      the same, while `tcpdump -i lo -w FILE` captures (the reference for completeness)
     wirestack    python -m wirestack run --no-pcap --json FILE burst.py           (kernel layer on)
     no-kernel    python -m wirestack run --no-pcap --json FILE --no-kernel burst.py
+    pure-python  the wirestack variant with WIRESTACK_PURE_PROBE=1: the probe without its C short path (what a
+                 machine without a compiler gets)
 
 For each: packets of the burst captured / offered (tcpdump's file and wirestack's JSON are counted for the
 burst's own ports only), the kernel's drop counter, the burst's own loop time (it prints it), the whole
@@ -50,14 +52,15 @@ def _hwm_mb(pid: int) -> float:
     return 0.0
 
 
-def _measured(cmd: list[str], cwd: str) -> tuple[int, str, str, float, float]:
+def _measured(cmd: list[str], cwd: str, env: dict[str, str] | None = None) -> tuple[int, str, str, float, float]:
     """(status, stdout, stderr, wall seconds, peak RSS MB) of one command. The peak is the command's own
     process's VmHWM, polled every 20 ms (not rusage: ru_maxrss is inherited across fork and exec, so every child
     of this benchmark would report this benchmark's own peak)."""
     start = time.perf_counter()
     peak = 0.0
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=err, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=err,
+                                env={**os.environ, **(env or {}), "PYTHONPATH": str(ROOT)})
         while proc.poll() is None:
             peak = max(peak, _hwm_mb(proc.pid))
             time.sleep(0.02)
@@ -105,7 +108,8 @@ def main() -> int:
         print("capture.py: --runs 1-10, --datagrams 1-1,000,000, --connects 0-20,000", file=sys.stderr)
         return 2
     burst = [sys.executable, str(BURST), "--datagrams", str(args.datagrams), "--connects", str(args.connects)]
-    rows: dict[str, list[dict[str, Any]]] = {k: [] for k in ("untraced", "tcpdump", "wirestack", "no-kernel")}
+    rows: dict[str, list[dict[str, Any]]] = {k: [] for k in ("untraced", "tcpdump", "wirestack", "no-kernel",
+                                                             "pure-python")}
     failures: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(args.runs):
@@ -129,12 +133,13 @@ def main() -> int:
             rows["tcpdump"].append({"captured": got, "offered": b["offered"], "dropped": dropped,
                                     "loop": b["seconds"], "wall": wall, "rss": rss})
             # wirestack, with and without the kernel layer
-            for name, extra in (("wirestack", []), ("no-kernel", ["--no-kernel"])):
+            for name, extra, env in (("wirestack", [], {}), ("no-kernel", ["--no-kernel"], {}),
+                                     ("pure-python", [], {"WIRESTACK_PURE_PROBE": "1"})):
                 report = Path(tmp, f"{name}.json")
                 report.unlink(missing_ok=True)
                 cmd = [sys.executable, "-m", "wirestack", "run", "--no-pcap", "--json", str(report), *extra,
                        str(BURST), "--datagrams", str(args.datagrams), "--connects", str(args.connects)]
-                code, out, err, wall, rss = _measured(cmd, tmp)
+                code, out, err, wall, rss = _measured(cmd, tmp, env)
                 if code != 0 or not report.exists():
                     failures.append(f"{name}: exit {code}: {err.strip().splitlines()[-1:]}")
                     continue
@@ -156,15 +161,19 @@ def main() -> int:
         drops = "—" if runs[0]["dropped"] is None else ", ".join(str(r["dropped"]) for r in runs)
         lines.append(f"| {name} | {cap} | {drops} | {loop:.3f} | {loop / base:.2f} | "
                      f"{statistics.median(r['wall'] for r in runs):.1f} | {max(r['rss'] for r in runs):.0f} |")
-    ws = rows["wirestack"] + rows["no-kernel"]
+    ws = rows["wirestack"] + rows["no-kernel"] + rows["pure-python"]
     complete = all(r["captured"] == r["offered"] and r["dropped"] == 0 for r in ws) and bool(ws)
     td_complete = all(r["captured"] == r["offered"] for r in rows["tcpdump"])
     ratio = statistics.median(r["loop"] for r in rows["wirestack"]) / base if rows["wirestack"] else float("nan")
+    fast = not os.environ.get("WIRESTACK_PURE_PROBE") and subprocess.run(
+        [sys.executable, "-c", "import wirestack._fastpath"], env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True).returncode == 0
     peak = max((r["rss"] for r in ws), default=0.0)
     verdict = [
         f"completeness: wirestack {'1.000 with 0 drops' if complete else 'INCOMPLETE'}; "
         f"tcpdump {'1.000' if td_complete else 'incomplete'}",
-        f"traced/untraced burst loop time: {ratio:.2f} (target <= 2: {'met' if ratio <= 2 else 'NOT met'})",
+        f"traced/untraced burst loop time: {ratio:.2f} (target <= 2: {'met' if ratio <= 2 else 'NOT met'}; "
+        f"probe: {'its C short path' if fast else 'pure Python (the C short path is not built)'})",
         f"peak memory of wirestack run: {peak:.0f} MB (target <= 1024: {'met' if peak <= 1024 else 'NOT met'})",
     ]
     overflow = sorted({n for r in ws for n in r.get("notes", [])})

@@ -1,8 +1,9 @@
 """The probe: records the socket calls of the program it runs in, with their Python stacks.
 
 It runs *inside* the traced program (installed by `wirestack.bootstrap` before the program starts) and must stay
-cheap: a call costs two `time_ns()`, a walk up the stack keeping `(tag, code, line)` per frame, and a tuple
-appended to a list. Everything else (file names, source lines, JSON) happens when a batch is flushed.
+cheap: a call costs two `time_ns()`, a walk up the stack keeping `(tag, code, line)` per frame (once per place:
+the stack is kept in the frame), and a tuple appended to a list. Everything else (file names, source lines) is
+described once, and batches are `marshal`led. The data calls of loops have a C twin (`_fastpath.c`, optional).
 
 Rules:
 - Wrappers call the original C methods and re-raise exactly what they raised; the program sees no difference.

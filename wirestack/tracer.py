@@ -51,10 +51,9 @@ def _wirestack_boot():
     sys.modules[pkg.__name__] = pkg
     if spec.get("fastpath"):  # the probe's C short path, built for this very interpreter; optional
         try:
-            from importlib.machinery import ExtensionFileLoader
-            from importlib.util import module_from_spec, spec_from_loader
+            from importlib.machinery import ExtensionFileLoader, ModuleSpec
             loader = ExtensionFileLoader(pkg.__name__ + "._fastpath", spec["fastpath"])
-            fast = module_from_spec(spec_from_loader(loader.name, loader))
+            fast = loader.create_module(ModuleSpec(loader.name, loader, origin=spec["fastpath"]))
             loader.exec_module(fast)
             sys.modules[loader.name] = fast
         except Exception:

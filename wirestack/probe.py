@@ -518,7 +518,8 @@ class Probe:
     def _failed_call(self, op: str, args_of: Callable[..., dict[str, Any]], addresses: bool | str = False,
                      remote_of: Callable[..., Any] | None = None, depth: int = 4) -> Callable[..., Any]:
         """The slow way, for a call that raised: the wrapper calls it with the exception, the same arguments and
-        the start time, then re-raises (depth 4: record, this, the wrapper, the program's frame)."""
+        the start time, then re-raises (depth 4: record, this, the wrapper, the program's frame; 3 for the C
+        twin, which has no frame)."""
         probe = self
 
         def failed(exc: BaseException, sock: Any, *a: Any, _start: int, **kw: Any) -> None:
@@ -532,25 +533,31 @@ class Probe:
     def _w_sendmsg(self, orig: Callable[..., Any]) -> Callable[..., Any]:
         return self._simple("sendmsg", orig, args_of=lambda bufs, *rest, **kw: {"bytes": sum(map(len, bufs))})
 
-    def _w_recv(self, orig: Callable[..., Any]) -> Callable[..., Any]:
+    def _receiving(self, op: str, orig: Callable[..., Any], failed: Callable[..., Any],
+                   datagram: bool = False) -> Callable[..., Any]:
+        """recv/recvfrom (bufsize, flags): a datagram call returns (data, address)."""
         probe = self
 
-        def args_of(n: Any, *f: Any) -> dict[str, Any]:
-            return {"bufsize": n}
-
-        failed = self._failed_call("recv", args_of)
-
-        def recv(sock: Any, n: int, *rest: Any) -> Any:
+        def wrapper(sock: Any, n: int, *rest: Any) -> Any:
             start = _time_ns()
             try:
                 r = orig(sock, n, *rest)
             except BaseException as exc:
                 failed(exc, sock, n, *rest, _start=start)
                 raise
-            probe._note("recv", sock, start, _time_ns(), n, len(r))
+            if datagram:
+                probe._note(op, sock, start, _time_ns(), n, len(r[0]), 1, r[1])
+            else:
+                probe._note(op, sock, start, _time_ns(), n, len(r))
             return r
 
-        return self._hot(_RECV, "recv", orig, recv, self._failed_call("recv", args_of, depth=3))
+        return wrapper
+
+    def _w_recv(self, orig: Callable[..., Any]) -> Callable[..., Any]:
+        def failed(depth: int) -> Callable[..., Any]:
+            return self._failed_call("recv", lambda n, *f: {"bufsize": n}, depth=depth)
+
+        return self._hot(_RECV, "recv", orig, self._receiving("recv", orig, failed(4)), failed(3))
 
     def _w_recv_into(self, orig: Callable[..., Any]) -> Callable[..., Any]:
         probe = self
@@ -569,25 +576,11 @@ class Probe:
         return _named(recv_into, orig, "recv_into")
 
     def _w_recvfrom(self, orig: Callable[..., Any]) -> Callable[..., Any]:
-        probe = self
+        def failed(depth: int) -> Callable[..., Any]:
+            return self._failed_call("recvfrom", lambda n, *f: {"bufsize": n}, addresses="cached", depth=depth)
 
-        def args_of(n: Any, *f: Any) -> dict[str, Any]:
-            return {"bufsize": n}
-
-        failed = self._failed_call("recvfrom", args_of, addresses="cached")
-
-        def recvfrom(sock: Any, n: int, *rest: Any) -> Any:
-            start = _time_ns()
-            try:
-                r = orig(sock, n, *rest)
-            except BaseException as exc:
-                failed(exc, sock, n, *rest, _start=start)
-                raise
-            probe._note("recvfrom", sock, start, _time_ns(), n, len(r[0]), 1, r[1])
-            return r
-
-        return self._hot(_RECVFROM, "recvfrom", orig, recvfrom,
-                         self._failed_call("recvfrom", args_of, addresses="cached", depth=3))
+        return self._hot(_RECVFROM, "recvfrom", orig, self._receiving("recvfrom", orig, failed(4), datagram=True),
+                         failed(3))
 
     def _w_recvfrom_into(self, orig: Callable[..., Any]) -> Callable[..., Any]:
         return self._simple("recvfrom_into", orig, args_of=lambda buf, *r, **kw: {"bufsize": len(buf)},

@@ -465,55 +465,50 @@ class Probe:
 
     # The calls that move data run in loops: their wrappers take the short way (`_note`) when they succeed.
 
-    def _sending(self, op: str, orig: Callable[..., Any], failed: Callable[..., Any],
-                 datagram: bool = False) -> Callable[..., Any]:
-        """send/sendall/sendto; a datagram call's remote address is its last argument."""
-        probe = self
+    def _moving(self, kind: int, op: str, orig: Callable[..., Any],
+                failed: Callable[[int], Callable[..., Any]]) -> Callable[..., Any]:
+        """send/sendall (data, flags), sendto (data, [flags,] address), recv (bufsize, flags) and recvfrom
+        (bufsize, flags), which returns (data, address). `failed(depth)`: the slow way for a call that raised.
+        The Python wrapper, or its C twin (`_fastpath.c`: the same items, built without the interpreter for the
+        calls of a loop) when that is built and not turned off (WIRESTACK_PURE_PROBE=1)."""
+        probe, fail = self, failed(4)
 
-        def wrapper(sock: Any, data: Any, *rest: Any) -> Any:
+        def wrapper(sock: Any, first: Any, *rest: Any) -> Any:
             start = _time_ns()
             try:
-                r = orig(sock, data, *rest)
+                r = orig(sock, first, *rest)
             except BaseException as exc:
-                failed(exc, sock, data, *rest, _start=start)
+                fail(exc, sock, first, *rest, _start=start)
                 raise
-            if datagram:
-                probe._note(op, sock, start, _time_ns(), len(data), r, 1, rest[-1])
+            if kind == _SEND:
+                probe._note(op, sock, start, _time_ns(), len(first), r)
+            elif kind == _SENDTO:
+                probe._note(op, sock, start, _time_ns(), len(first), r, 1, rest[-1])
+            elif kind == _RECV:
+                probe._note(op, sock, start, _time_ns(), first, len(r))
             else:
-                probe._note(op, sock, start, _time_ns(), len(data), r)
+                probe._note(op, sock, start, _time_ns(), first, len(r[0]), 1, r[1])
             return r
 
-        return wrapper
-
-    def _hot(self, kind: int, op: str, orig: Callable[..., Any], wrapper: Callable[..., Any],
-             failed: Callable[..., Any]) -> Callable[..., Any]:
-        """The Python wrapper, or its C twin (`_fastpath.c`: the same items, built without the interpreter for
-        the calls of a loop) when that is built and not turned off (WIRESTACK_PURE_PROBE=1). `failed`: the C
-        twin's slow way for a call that raised (depth 3: it has no frame)."""
+        python = _named(wrapper, orig, op)
         if _fastpath is None or os.environ.get("WIRESTACK_PURE_PROBE"):
-            return _named(wrapper, orig, op)
-        return _named(_fastpath.wrap(kind, op, orig, _named(wrapper, orig, op), failed, self._note, self,
-                                     self._sockets, self._pending, _threads, _Tag, self._batch), orig, op)
+            return python
+        return _named(_fastpath.wrap(kind, op, orig, python, failed(3), self._note, self, self._sockets,
+                                     self._pending, _threads, _Tag, self._batch), orig, op)
 
     def _w_send(self, orig: Callable[..., Any]) -> Callable[..., Any]:
-        return self._w_sending("send", orig)
+        return self._moving(_SEND, "send", orig, lambda depth: self._failed_call("send", _bytes_of, depth=depth))
 
     def _w_sendall(self, orig: Callable[..., Any]) -> Callable[..., Any]:
-        return self._w_sending("sendall", orig)
-
-    def _w_sending(self, op: str, orig: Callable[..., Any]) -> Callable[..., Any]:
-        def args_of(data: Any, *f: Any) -> dict[str, Any]:
-            return {"bytes": len(data)}
-
-        wrapper = self._sending(op, orig, self._failed_call(op, args_of))
-        return self._hot(_SEND, op, orig, wrapper, self._failed_call(op, args_of, depth=3))
+        return self._moving(_SEND, "sendall", orig,
+                            lambda depth: self._failed_call("sendall", _bytes_of, depth=depth))
 
     def _w_sendto(self, orig: Callable[..., Any]) -> Callable[..., Any]:
         def failed(depth: int) -> Callable[..., Any]:
             return self._failed_call("sendto", lambda data, *rest: {"bytes": len(data), "address": rest[-1]},
                                      addresses="cached", remote_of=lambda a, r: a[-1], depth=depth)
 
-        return self._hot(_SENDTO, "sendto", orig, self._sending("sendto", orig, failed(4), datagram=True), failed(3))
+        return self._moving(_SENDTO, "sendto", orig, failed)
 
     def _failed_call(self, op: str, args_of: Callable[..., dict[str, Any]], addresses: bool | str = False,
                      remote_of: Callable[..., Any] | None = None, depth: int = 4) -> Callable[..., Any]:
@@ -533,31 +528,8 @@ class Probe:
     def _w_sendmsg(self, orig: Callable[..., Any]) -> Callable[..., Any]:
         return self._simple("sendmsg", orig, args_of=lambda bufs, *rest, **kw: {"bytes": sum(map(len, bufs))})
 
-    def _receiving(self, op: str, orig: Callable[..., Any], failed: Callable[..., Any],
-                   datagram: bool = False) -> Callable[..., Any]:
-        """recv/recvfrom (bufsize, flags): a datagram call returns (data, address)."""
-        probe = self
-
-        def wrapper(sock: Any, n: int, *rest: Any) -> Any:
-            start = _time_ns()
-            try:
-                r = orig(sock, n, *rest)
-            except BaseException as exc:
-                failed(exc, sock, n, *rest, _start=start)
-                raise
-            if datagram:
-                probe._note(op, sock, start, _time_ns(), n, len(r[0]), 1, r[1])
-            else:
-                probe._note(op, sock, start, _time_ns(), n, len(r))
-            return r
-
-        return wrapper
-
     def _w_recv(self, orig: Callable[..., Any]) -> Callable[..., Any]:
-        def failed(depth: int) -> Callable[..., Any]:
-            return self._failed_call("recv", lambda n, *f: {"bufsize": n}, depth=depth)
-
-        return self._hot(_RECV, "recv", orig, self._receiving("recv", orig, failed(4)), failed(3))
+        return self._moving(_RECV, "recv", orig, lambda depth: self._failed_call("recv", _bufsize_of, depth=depth))
 
     def _w_recv_into(self, orig: Callable[..., Any]) -> Callable[..., Any]:
         probe = self
@@ -576,11 +548,8 @@ class Probe:
         return _named(recv_into, orig, "recv_into")
 
     def _w_recvfrom(self, orig: Callable[..., Any]) -> Callable[..., Any]:
-        def failed(depth: int) -> Callable[..., Any]:
-            return self._failed_call("recvfrom", lambda n, *f: {"bufsize": n}, addresses="cached", depth=depth)
-
-        return self._hot(_RECVFROM, "recvfrom", orig, self._receiving("recvfrom", orig, failed(4), datagram=True),
-                         failed(3))
+        return self._moving(_RECVFROM, "recvfrom", orig, lambda depth: self._failed_call(
+            "recvfrom", _bufsize_of, addresses="cached", depth=depth))
 
     def _w_recvfrom_into(self, orig: Callable[..., Any]) -> Callable[..., Any]:
         return self._simple("recvfrom_into", orig, args_of=lambda buf, *r, **kw: {"bufsize": len(buf)},
@@ -681,6 +650,14 @@ class Probe:
 
 
 # -- serialising ---------------------------------------------------------------------------------------------
+
+
+def _bytes_of(data: Any, *rest: Any) -> dict[str, Any]:
+    return {"bytes": len(data)}
+
+
+def _bufsize_of(n: Any, *rest: Any) -> dict[str, Any]:
+    return {"bufsize": n}
 
 
 def _thread_name() -> str:

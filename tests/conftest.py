@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
-from wirestack.netns import can_capture  # noqa: E402  (the same test as the CLI's)
+from wirestack.record.netns import can_capture  # noqa: E402  (the same test as the CLI's)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = str(Path(__file__).resolve().parent.parent)
-MARK = "from wirestack.peers import main"
+MARK = "from wirestack.labs.peers import main"
 
 
 def peer_pids() -> set[int]:

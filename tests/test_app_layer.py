@@ -18,8 +18,8 @@ import pytest
 from conftest import wirestack
 from pcaps import A, pcap, tcp
 
-from wirestack.app_layer import FIELDS, NO_TSHARK, guess_ports, label, parse_fields
-from wirestack.dissect import dissect
+from wirestack.core.dissect import dissect
+from wirestack.record.tshark import FIELDS, NO_TSHARK, guess_ports, label, parse_fields
 
 TARGETS = Path(__file__).parent / "targets"
 

@@ -11,10 +11,10 @@ import pytest
 from builders import SEED_STACK, call, refused
 from test_pcapng import _trace
 
-from wirestack import archive, reader
+from wirestack.formats import archive, reader
+from wirestack.formats.pcapng import blocks
 from wirestack.model import ExceptionInfo, Frame
-from wirestack.pcapng import blocks
-from wirestack.render import render_text
+from wirestack.output.text import render_text
 from wirestack.report import build_report, to_json
 
 TSHARK = shutil.which("tshark")
@@ -111,7 +111,7 @@ def test_every_field_of_the_model_is_stored() -> None:
 
 
 def test_a_damaged_trace_falls_back_to_the_wire_with_a_note(tmp_path: Path) -> None:
-    from wirestack.readback import load
+    from wirestack.commands.read import load
 
     data = bytearray(_file(tmp_path).read_bytes())
     at = data.index(archive.MAGIC) + 9  # inside the compressed data of the first chunk

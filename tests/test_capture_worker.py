@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from wirestack.capture import CaptureWorker, Frames
-from wirestack.dissect import dissect
+from wirestack.core.dissect import dissect
+from wirestack.record.capture import CaptureWorker, Frames
 
 pytestmark = pytest.mark.capture
 

@@ -123,7 +123,7 @@ def test_interrupted_run_still_writes_a_valid_capture(sig: str, code: int, workd
     report = json.loads(Path("cut.json").read_text())
     assert [p["flags"] for p in report["packets"]][:3] == ["S", "SA", "A"]
     assert any(c["op"] == "connect" for c in report["calls"])
-    from wirestack import tracefs
+    from wirestack.record import tracefs
 
     # the kernel layer's tracefs instance is gone too (others' runs may be under way: only dead owners count)
     assert [n for n in tracefs.instances() if not Path(f"/proc/{n.split('-')[1]}").exists()] == []

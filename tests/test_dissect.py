@@ -6,7 +6,7 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP, IPerror, UDPerror
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 
-from wirestack.dissect import LINKTYPE_RAW, dissect, tcp_flags
+from wirestack.core.dissect import LINKTYPE_RAW, dissect, tcp_flags
 
 
 def test_tcp_ipv4_fields() -> None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from builders import CLIENT, SERVER, call, refused, tcp
 
-from wirestack.errnos import header_defines, name, parse_defines
-from wirestack.explanation import duration, explain, flag_name
-from wirestack.layers import MODULE, PROGRAM, TRANSPORT, layer_of
+from wirestack.core.errnos import header_defines, name, parse_defines
+from wirestack.core.layers import MODULE, PROGRAM, TRANSPORT, layer_of
+from wirestack.core.pairing import align
+from wirestack.explain.explanation import duration, explain, flag_name
 from wirestack.model import CaptureInfo, ExceptionInfo, Trace
-from wirestack.pairing import align
 
 
 def _texts(calls: list, packets: list, exc: ExceptionInfo | None = None, dropped: int = 0) -> list[str]:

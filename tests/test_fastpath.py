@@ -1,4 +1,4 @@
-"""The probe's optional C short path (wirestack/_fastpath.c) records exactly what the pure Python probe records.
+"""The probe's optional C short path (wirestack/record/_fastpath.c) records exactly what the pure Python probe records.
 
 CI builds it (scripts/bootstrap installs a compiler and Python's headers), so under CI=true it must be there;
 elsewhere, without it, the probe is pure Python and these tests check that much."""
@@ -17,7 +17,7 @@ import pytest
 from conftest import IN_CI, pythonpath, wirestack
 
 TARGET = Path(__file__).parent / "targets" / "data_calls.py"
-BUILT = importlib.util.find_spec("wirestack._fastpath") is not None
+BUILT = importlib.util.find_spec("wirestack.record._fastpath") is not None
 
 
 def calls(pure: bool) -> dict[str, Any]:
@@ -32,7 +32,7 @@ def calls(pure: bool) -> dict[str, Any]:
 
 
 def test_built_where_ci_runs() -> None:
-    assert BUILT or not IN_CI, "CI must build wirestack/_fastpath.c (scripts/bootstrap installs gcc, python3-dev)"
+    assert BUILT or not IN_CI, "CI must build wirestack/record/_fastpath.c (bootstrap installs gcc, python3-dev)"
 
 
 def test_the_c_short_path_records_what_python_records() -> None:

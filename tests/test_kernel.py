@@ -13,8 +13,8 @@ import pytest
 from builders import CLIENT, SERVER, T0, US, call, tcp
 from conftest import run_json, wirestack
 
-from wirestack import tracefs
-from wirestack.kevents import align_kernel, describe, keep, parse
+from wirestack.core.kernel import align_kernel, describe, keep, parse
+from wirestack.record import tracefs
 
 SAMPLE = """\
 # tracer: nop

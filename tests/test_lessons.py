@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from builders import CLIENT, SEED_STACK, SERVER, T0, US, call, frames, icmp_unreachable, refused, tcp, udp
 
-from wirestack.explanation import Finding
-from wirestack.lessons import (
+from wirestack.core.pairing import align
+from wirestack.explain.explanation import Finding
+from wirestack.explain.lessons import (
     _module,
     is_client_hello,
     is_tls_record,
@@ -16,7 +17,6 @@ from wirestack.lessons import (
     socket_flows,
 )
 from wirestack.model import Call, CaptureInfo, ExceptionInfo, Frame, Packet, Trace
-from wirestack.pairing import align
 
 PEER = ("127.0.0.1", 2525)
 SMTPLIB = "/usr/lib/python3.11/smtplib.py"

@@ -6,8 +6,8 @@ from dataclasses import replace
 
 from builders import CLIENT, SEED_STACK, SERVER, call, frames, icmp_unreachable, refused, tcp, udp
 
+from wirestack.core.pairing import align, chain, exception_packets, origin_call, traced_packets
 from wirestack.model import ExceptionInfo
-from wirestack.pairing import align, chain, exception_packets, origin_call, traced_packets
 
 
 def test_seed_refusal_pairs_syn_and_rst_with_connect_and_every_frame() -> None:

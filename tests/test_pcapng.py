@@ -11,8 +11,8 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 from scapy.utils import PcapNgReader
 
+from wirestack.formats.pcapng import blocks
 from wirestack.model import CaptureInfo, Trace
-from wirestack.pcapng import blocks
 from wirestack.report import build_report
 
 

@@ -15,7 +15,7 @@ import time
 import pytest
 from leftovers import ROOT, no_peer_left_behind, peer_pids  # noqa: F401 (the fixture is used by name)
 
-from wirestack.peers import BANNER, KINDS, PAGE, PeerError, accept_queue, running
+from wirestack.labs.peers import BANNER, KINDS, PAGE, PeerError, accept_queue, running
 
 
 def test_closed_refuses_and_reserves_the_port() -> None:
@@ -131,7 +131,7 @@ def test_every_kind_starts_and_stops_quickly() -> None:
 def test_the_peer_goes_when_its_parent_does() -> None:
     # the CLI died without stopping it (SIGKILL): the peer's stdin closes and it leaves on its own
     parent = subprocess.Popen([sys.executable, "-c", f"import sys, time; sys.path.insert(0, {ROOT!r}); "
-                               "from wirestack.peers import running\n"
+                               "from wirestack.labs.peers import running\n"
                                "with running('http', '127.0.0.1', 0) as p:\n"
                                "    print(p, flush=True); time.sleep(30)"], stdout=subprocess.PIPE, text=True)
     try:
@@ -147,7 +147,7 @@ def test_the_peer_goes_when_its_parent_does() -> None:
 
 
 def test_sigterm_exits_cleanly_with_status_0() -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "wirestack.peers", "smtp", "127.0.0.1", "0"],
+    proc = subprocess.Popen([sys.executable, "-m", "wirestack.labs.peers", "smtp", "127.0.0.1", "0"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
     try:
         assert proc.stdout is not None and proc.stdout.readline().startswith(b"ready ")
@@ -159,6 +159,6 @@ def test_sigterm_exits_cleanly_with_status_0() -> None:
 
 
 def test_usage_errors() -> None:
-    done = subprocess.run([sys.executable, "-m", "wirestack.peers", "http", "127.0.0.1", "70000"],
+    done = subprocess.run([sys.executable, "-m", "wirestack.labs.peers", "http", "127.0.0.1", "70000"],
                           capture_output=True, text=True, cwd=ROOT, stdin=subprocess.DEVNULL, timeout=10)
-    assert done.returncode == 2 and done.stdout.startswith("error usage: python -m wirestack.peers")
+    assert done.returncode == 2 and done.stdout.startswith("error usage: python -m wirestack.labs.peers")

@@ -15,8 +15,8 @@ from conftest import wirestack
 from pcaps import pcap, port_unreachable, refused, udp
 from test_render import _seed_trace
 
-from wirestack.picture import ladder, render_html, render_svg
-from wirestack.readback import load
+from wirestack.commands.read import load
+from wirestack.output.picture import ladder, render_html, render_svg
 from wirestack.report import build_report
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -7,7 +7,7 @@ import struct
 
 from builders import CLIENT, T0, tcp
 
-from wirestack.progress import Live, Watch, expected_gap_ns, linear_timeouts
+from wirestack.labs.progress import Live, Watch, expected_gap_ns, linear_timeouts
 
 S = 1_000_000_000
 PORT = 2525

@@ -1,9 +1,9 @@
 """The pytest plugin (`pytest --wirestack`), run for real: pytester writes a small suite, a fresh pytest subprocess
 runs it with the plugin, and these tests check its report, its files and the packets its `wire` fixture saw.
 
-The plugin is loaded with `-p wirestack.pytest_plugin`: the shared installation of wirestack does not declare this
-worktree's entry point, and reinstalling it is not an option. The entry point's name is the module's name, so
-`-p` is idempotent once it is installed. The declaration itself is tested below through a throwaway dist-info
+The plugin is loaded with `-p wirestack.testing.pytest_plugin`: the shared installation of wirestack does not
+declare this worktree's entry point, and reinstalling it is not an option. The entry point's name is the module's
+name, so `-p` is idempotent once it is installed. The declaration itself is tested below through a throwaway dist-info
 directory that importlib.metadata (and so pytest) reads as the installed distribution.
 """
 
@@ -23,14 +23,14 @@ import tomllib
 from builders import CLIENT, SERVER, tcp
 from conftest import ROOT
 
-from wirestack.capture import Frames
-from wirestack.dissect import LINKTYPE_ETHERNET, LINKTYPE_RAW
-from wirestack.pytest_plugin import candidates, file_stem, packet_matches, ports_of
+from wirestack.core.dissect import LINKTYPE_ETHERNET, LINKTYPE_RAW
+from wirestack.record.capture import Frames
+from wirestack.testing.pytest_plugin import candidates, file_stem, packet_matches, ports_of
 
 pytest_plugins = ["pytester"]
 
 TSHARK = shutil.which("tshark")
-PLUGIN = ("-p", "wirestack.pytest_plugin")
+PLUGIN = ("-p", "wirestack.testing.pytest_plugin")
 
 CLOSED_PORT = """
 import socket
@@ -78,7 +78,7 @@ def tshark_fields(path: Path, *fields: str) -> list[list[str]]:
 
 def test_subprocesses_import_this_tree(suite: pytest.Pytester) -> None:
     suite.makepyfile(test_where="""
-        import wirestack, wirestack.pytest_plugin
+        import wirestack, wirestack.testing.pytest_plugin
 
         def test_where():
             print("WIRESTACK", wirestack.__file__)
@@ -356,11 +356,11 @@ def test_inert_without_the_option(suite: pytest.Pytester) -> None:
 
 
 def test_importing_the_plugin_loads_nothing_else_of_wirestack() -> None:
-    code = ("import sys, wirestack.pytest_plugin; "
+    code = ("import sys, wirestack.testing.pytest_plugin; "
             "print(sorted(m for m in sys.modules if m.startswith('wirestack')))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert done.stdout.strip() == "['wirestack', 'wirestack.pytest_plugin']", done.stderr
+    assert done.stdout.strip() == "['wirestack', 'wirestack.testing', 'wirestack.testing.pytest_plugin']", done.stderr
 
 
 @pytest.mark.capture
@@ -382,7 +382,8 @@ def test_without_cap_net_raw_one_line_and_no_traceback(suite: pytest.Pytester) -
 
 def test_entry_point_is_declared_in_pyproject() -> None:
     data = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    assert data["project"]["entry-points"]["pytest11"] == {"wirestack.pytest_plugin": "wirestack.pytest_plugin"}
+    plugin = "wirestack.testing.pytest_plugin"
+    assert data["project"]["entry-points"]["pytest11"] == {plugin: plugin}
 
 
 def test_entry_point_loads_the_plugin_as_an_installed_distribution_would(suite: pytest.Pytester,
@@ -405,7 +406,7 @@ def test_entry_point_loads_the_plugin_as_an_installed_distribution_would(suite: 
     assert "--wirestack " in done.stdout and "--wirestack-keep" in done.stdout
     done = subprocess.run([sys.executable, "-m", "pytest", "--version", "--version"], cwd=suite.path, env=env,
                           capture_output=True, text=True, timeout=60)
-    assert re.search(r"wirestack-\S+ at .*wirestack/pytest_plugin\.py", done.stdout + done.stderr), done.stderr
+    assert re.search(r"wirestack-\S+ at .*wirestack/testing/pytest_plugin\.py", done.stdout + done.stderr), done.stderr
     done = subprocess.run([sys.executable, "-m", "pytest", *PLUGIN, "--help"], cwd=suite.path, env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr  # -p with the entry point installed: loaded once, no clash

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pcaps import T0, A, B, pcap, pcapng, refused, tcp
 
-from wirestack.reader import ReadError, parse
+from wirestack.formats.reader import ReadError, parse
 
 
 @pytest.mark.parametrize("data", [

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from wirestack.model import Frame
-from wirestack.records import Loader
+from wirestack.record.loader import Loader
 
 
 def test_data_items_get_their_socket_and_local_address_from_the_descriptions() -> None:

@@ -15,7 +15,7 @@ from builders import CLIENT, SERVER, call, refused, tcp
 from conftest import wirestack
 
 from wirestack.model import CaptureInfo, Frame, Trace
-from wirestack.render import render_text
+from wirestack.output.text import render_text
 from wirestack.report import build_report
 
 GOLDEN = Path(__file__).parent / "golden"

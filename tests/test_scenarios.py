@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from leftovers import ROOT, no_peer_left_behind  # noqa: F401 (the fixture is used by name)
 
-from wirestack.peers import KINDS
-from wirestack.scenarios import Scenario, catalogue
+from wirestack.labs.peers import KINDS
+from wirestack.labs.scenarios import Scenario, catalogue
 
 NAMES = ["smtp", "http", "ftp", "pop3", "imap", "udp", "timeout", "reset", "eof", "tls", "ipv6", "smtp-ok", "http-ok"]
 ENV = {**os.environ, "PYTHONPATH": ROOT}  # `python -m wirestack` must be this checkout's
@@ -40,7 +40,7 @@ def run(name: str, *args: str) -> dict[str, Any]:
 
 
 def test_every_module_is_in_the_catalogue_once() -> None:
-    modules = sorted(p.stem.replace("_", "-") for p in Path(ROOT, "wirestack", "scenarios").glob("*.py")
+    modules = sorted(p.stem.replace("_", "-") for p in Path(ROOT, "wirestack", "labs", "scenarios").glob("*.py")
                      if p.stem != "__init__")
     assert sorted(catalogue()) == sorted(NAMES) == modules
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pcaps import A, B, pcap, port_unreachable, refused, tcp, udp
 
-from wirestack.reader import parse
-from wirestack.wire_only import summarise
+from wirestack.explain.wire_only import summarise
+from wirestack.formats.reader import parse
 
 C = ("127.0.0.1", 41000)
 SERVER = ("127.0.0.1", 8080)

@@ -13,8 +13,8 @@ from builders import call
 from conftest import wirestack
 from test_pcapng import _trace
 
-from wirestack import wireshark
-from wirestack.pcapng import blocks, comment, quote
+from wirestack.commands import wireshark
+from wirestack.formats.pcapng import blocks, comment, quote
 from wirestack.report import build_report
 
 TSHARK = shutil.which("tshark")

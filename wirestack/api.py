@@ -19,10 +19,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from .capture import CaptureWorker
-from .probe import Probe, exception_dict
+from .record.capture import CaptureWorker
+from .record.probe import Probe, exception_dict
+from .record.runner import Client, build_trace
 from .report import Report, build_report
-from .tracer import Client, build_trace
 
 
 class Tracing:
@@ -59,8 +59,8 @@ class Tracing:
         """Write the capture as pcapng, each packet annotated with the call and frames that caused it."""
         from dataclasses import replace
 
-        from .files import write
-        from .pcapng import blocks
+        from .formats.pcapng import blocks
+        from .output.files import write
 
         if self.report is None:
             raise RuntimeError("save() comes after the with-block")

@@ -78,7 +78,7 @@ RUN_USAGE = "wirestack run [OPTIONS] (SCRIPT | -m MODULE | -c CODE) [ARGS...]"
 
 
 def _parser() -> argparse.ArgumentParser:
-    from .scenarios import catalogue
+    from .labs.scenarios import catalogue
 
     parser = _Parser(prog="wirestack", description="See the network stack by breaking it: the traceback of a "
                      "failing Python client, lined up with the packets the kernel put on the wire.")
@@ -163,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _parser().print_help()
         return EXIT_USAGE
     if args.command == "list":
-        from .scenarios import catalogue
+        from .labs.scenarios import catalogue
 
         for s in catalogue().values():
             print(f"{s.name:<10} {s.lesson}")
@@ -172,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _read(args)
     if args.command == "wireshark":
         return _wireshark(args)
-    from .netns import NamespaceError, can_capture, inside, loopback_up, run_inside
+    from .record.netns import NamespaceError, can_capture, inside, loopback_up, run_inside
 
     try:  # capturing commands: without the privilege, in a private namespace of our own
         if inside():
@@ -196,11 +196,11 @@ def _limits(args: argparse.Namespace) -> dict[str, Any]:
 def _run_scenario(args: argparse.Namespace) -> int:
     from contextlib import AbstractContextManager, nullcontext
 
+    from .labs.peers import running
+    from .labs.progress import Live, Watch, columns
+    from .labs.scenarios import catalogue
     from .model import Trace
-    from .peers import running
-    from .progress import Live, Watch, columns
-    from .scenarios import catalogue
-    from .tracer import run_traced
+    from .record.runner import run_traced
 
     scenario = catalogue()[args.command]
     host = scenario.default_host if args.host is None else args.host
@@ -230,8 +230,8 @@ def _run_scenario(args: argparse.Namespace) -> int:
 
 
 def _run_program(args: argparse.Namespace, program: list[str]) -> int:
-    from .files import invoking_user
-    from .tracer import Client
+    from .output.files import invoking_user
+    from .record.runner import Client
 
     if not program or program[0] in ("-m", "-c") and len(program) < 2:
         return _fail(f"run needs a program: {RUN_USAGE}")
@@ -253,7 +253,7 @@ def _run_program(args: argparse.Namespace, program: list[str]) -> int:
     user = None if args.as_root else invoking_user()
 
     def runner() -> Any:
-        from .tracer import run_traced
+        from .record.runner import run_traced
 
         return run_traced(client, args.interface, timeout=args.timeout, user=user, **_limits(args))
 
@@ -264,10 +264,10 @@ def _execute(args: argparse.Namespace, runner: Callable[[], Any], name: str, *, 
     """Trace with `runner` (a scenario with its peer, or a program), then write the pcapng and JSON and show
     the report. For a program (`run`), the report goes to stderr (stdout is the program's) and wirestack exits
     with the program's status."""
-    from .capture import CaptureError
-    from .files import OutputError, check_writable, default_path, write
-    from .peers import PeerError
-    from .tracer import Interrupted, ProgramError, Stop, deferred_signal, pause_for_tests, stop_on_signals
+    from .labs.peers import PeerError
+    from .output.files import OutputError, check_writable, default_path, write
+    from .record.capture import CaptureError
+    from .record.runner import Interrupted, ProgramError, Stop, deferred_signal, pause_for_tests, stop_on_signals
 
     pcap: Path | None = None
     if not args.no_pcap:
@@ -310,7 +310,7 @@ def _execute(args: argparse.Namespace, runner: Callable[[], Any], name: str, *, 
     failed_output: str | None = None
     try:
         if pcap is not None:
-            from .pcapng import blocks
+            from .formats.pcapng import blocks
 
             write(pcap, blocks(report), force=args.force, create_folder=not args.write)
         if json_path is not None:
@@ -323,7 +323,7 @@ def _execute(args: argparse.Namespace, runner: Callable[[], Any], name: str, *, 
     if args.json == "-":
         sys.stdout.write(_json(report))
     else:
-        from .render import render_text
+        from .output.text import render_text
 
         out = sys.stderr if program else sys.stdout
         tty = out.isatty()
@@ -357,14 +357,14 @@ def _json(report: Any) -> str:
 
 def _check_extras(args: argparse.Namespace, pcap: Path | None) -> None:
     """Before anything runs: the picture files can be written, and --open can be honoured."""
-    from .files import OutputError, check_writable
+    from .output.files import OutputError, check_writable
 
     for name in ("svg", "html"):
         value = getattr(args, name, None)
         if value:
             check_writable(Path(value), args.force)
     if getattr(args, "open", False):
-        from .wireshark import find_wireshark
+        from .commands.wireshark import find_wireshark
 
         if getattr(args, "no_pcap", False) or pcap is None:
             raise OutputError("--open needs a capture file: drop --no-pcap")
@@ -375,7 +375,7 @@ def _check_extras(args: argparse.Namespace, pcap: Path | None) -> None:
 def _with_app_layer(trace: Any) -> Any:
     from dataclasses import replace
 
-    from .app_layer import decode
+    from .record.tshark import decode
 
     labels, note = decode(trace.packets, trace.capture.linktype)
     if labels:
@@ -386,20 +386,20 @@ def _with_app_layer(trace: Any) -> Any:
 
 
 def _write_pictures(args: argparse.Namespace, report: Any) -> None:
-    from .files import write
+    from .output.files import write
 
     if getattr(args, "svg", None):
-        from .picture import render_svg
+        from .output.picture import render_svg
 
         write(Path(args.svg), [render_svg(report).encode()], force=args.force)
     if getattr(args, "html", None):
-        from .picture import render_html
+        from .output.picture import render_html
 
         write(Path(args.html), [render_html(report).encode()], force=args.force)
 
 
 def _open_in_wireshark(path: Path) -> None:
-    from .wireshark import WiresharkError, open_capture
+    from .commands.wireshark import WiresharkError, open_capture
 
     try:
         open_capture(path)
@@ -409,15 +409,15 @@ def _open_in_wireshark(path: Path) -> None:
 
 
 def _read(args: argparse.Namespace) -> int:
-    from .files import OutputError, write
-    from .readback import load
-    from .reader import ReadError
+    from .commands.read import load
+    from .formats.reader import ReadError
+    from .output.files import OutputError, write
 
     json_path = Path(args.json) if args.json and args.json != "-" else None
     try:
         for path in (json_path,):
             if path is not None:
-                from .files import check_writable
+                from .output.files import check_writable
 
                 check_writable(path, args.force)
         _check_extras(args, Path(args.file))
@@ -447,7 +447,7 @@ def _read(args: argparse.Namespace) -> int:
 
 
 def _wireshark(args: argparse.Namespace) -> int:
-    from .wireshark import WiresharkError, install, lua_path
+    from .commands.wireshark import WiresharkError, install, lua_path
 
     if args.path:
         print(lua_path())

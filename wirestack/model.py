@@ -18,7 +18,7 @@ Addr = tuple[str, int]
 
 @dataclass(frozen=True)
 class Packet:
-    """One captured frame, decoded just enough to pair it (see `wirestack.dissect`)."""
+    """One captured frame, decoded just enough to pair it (see `wirestack.core.dissect`)."""
 
     id: int
     time_ns: int
@@ -35,7 +35,7 @@ class Packet:
     icmp: tuple[int, int] | None = None  # (type, code)
     quoted: Quoted | None = None  # the datagram an ICMP error quotes
     raw: bytes = field(default=b"", repr=False, compare=False)
-    app: str = ""  # application-layer meaning, e.g. "SMTP 250 OK", "TLS ClientHello" (see `wirestack.app_layer`)
+    app: str = ""  # application-layer meaning, e.g. "SMTP 250 OK", "TLS ClientHello" (see `wirestack.record.tshark`)
 
     @property
     def flow(self) -> tuple[str, Addr, Addr]:
@@ -107,7 +107,7 @@ class ExceptionInfo:
 
 @dataclass(frozen=True)
 class KernelEvent:
-    """One kernel tracepoint hit (see `wirestack.tracefs`): `event` is the tracepoint's name
+    """One kernel tracepoint hit (see `wirestack.record.tracefs`): `event` is the tracepoint's name
     ("inet_sock_set_state", "tcp_send_reset", "sys_enter_connect", "sys_exit_connect", ...), `fields` its
     values as the kernel printed them."""
 

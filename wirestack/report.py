@@ -20,11 +20,11 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from . import __version__
-from .explanation import Finding, explain
-from .kevents import align_kernel
-from .layers import layer_of
+from .core.kernel import align_kernel
+from .core.layers import layer_of
+from .core.pairing import Alignment, align, origin_call
+from .explain.explanation import Finding, explain
 from .model import Call, ExceptionInfo, Frame, Packet, Trace
-from .pairing import Alignment, align, origin_call
 
 SCHEMA = 1
 

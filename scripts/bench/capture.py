@@ -166,7 +166,7 @@ def main() -> int:
     td_complete = all(r["captured"] == r["offered"] for r in rows["tcpdump"])
     ratio = statistics.median(r["loop"] for r in rows["wirestack"]) / base if rows["wirestack"] else float("nan")
     fast = not os.environ.get("WIRESTACK_PURE_PROBE") and subprocess.run(
-        [sys.executable, "-c", "import wirestack._fastpath"], env={**os.environ, "PYTHONPATH": str(ROOT)},
+        [sys.executable, "-c", "import wirestack.record._fastpath"], env={**os.environ, "PYTHONPATH": str(ROOT)},
         capture_output=True).returncode == 0
     peak = max((r["rss"] for r in ws), default=0.0)
     verdict = [

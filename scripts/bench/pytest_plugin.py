@@ -9,10 +9,10 @@ pcapng: the slow path).
 
 Variants, each a fresh `python -m pytest -q -p no:cacheprovider` subprocess with this interpreter:
 
-    plain   -p no:wirestack.pytest_plugin              the plugin blocked: pytest as if wirestack were absent
-    inert   -p wirestack.pytest_plugin                 the plugin loaded but not enabled (what an installed entry
-                                                       point gives every suite)
-    on      -p wirestack.pytest_plugin --wirestack     capture and probe for the session
+    plain   -p no:wirestack.testing.pytest_plugin            the plugin blocked: pytest as if wirestack were absent
+    inert   -p wirestack.testing.pytest_plugin               the plugin loaded but not enabled (what an installed
+                                                             entry point gives every suite)
+    on      -p wirestack.testing.pytest_plugin --wirestack   capture and probe for the session
 
 Runs are interleaved (plain, inert, on, plain, ...) after one warm-up round, so drifts (CPU frequency, page
 cache, other load on the machine) hit every variant alike. Wall time is the whole subprocess (interpreter start,
@@ -120,9 +120,9 @@ def test_refused_{i}(closed_port):
 '''
 
 VARIANTS = {
-    "plain": ["-p", "no:wirestack.pytest_plugin"],
-    "inert": ["-p", "wirestack.pytest_plugin"],
-    "on": ["-p", "wirestack.pytest_plugin", "--wirestack"],
+    "plain": ["-p", "no:wirestack.testing.pytest_plugin"],
+    "inert": ["-p", "wirestack.testing.pytest_plugin"],
+    "on": ["-p", "wirestack.testing.pytest_plugin", "--wirestack"],
 }
 
 
@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 4 <= args.tests <= 5000 or not 1 <= args.runs <= 50 or args.failing < 0:
         print("--tests 4..5000, --runs 1..50, --failing >= 0", file=sys.stderr)
         return 2
-    from wirestack.netns import can_capture  # the same test as the CLI's
+    from wirestack.record.netns import can_capture  # the same test as the CLI's
 
     if not can_capture():
         print("needs root or CAP_NET_RAW (the `on` variant captures)", file=sys.stderr)

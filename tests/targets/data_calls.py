@@ -7,7 +7,7 @@ import socket
 import sys
 import threading
 
-from wirestack.probe import EXC_ATTR, Probe
+from wirestack.record.probe import EXC_ATTR, Probe
 
 items: list = []
 probe = Probe(items.extend)

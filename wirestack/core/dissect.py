@@ -1,0 +1,142 @@
+"""Raw frame bytes to `Packet` records: just the headers pairing needs, decoded with `struct`.
+
+Pure and fast (a few microseconds a frame, against ~100 µs for scapy's `Ether(raw)` and ~300 ms to import it):
+the capture keeps raw bytes and only the frames that are shown get decoded. Anything this does not understand
+becomes proto "other" rather than an error.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+from ..model import Packet, Quoted
+
+LINKTYPE_NULL = 0  # BSD loopback: 4-byte address family in the writer's byte order
+LINKTYPE_ETHERNET = 1
+LINKTYPE_RAW = 101
+LINKTYPE_LOOP = 108  # OpenBSD loopback: 4-byte address family, network order
+LINKTYPE_LINUX_SLL = 113  # tcpdump -i any (older libpcap)
+LINKTYPE_IPV4, LINKTYPE_IPV6 = 228, 229
+LINKTYPE_LINUX_SLL2 = 276  # tcpdump -i any
+_AF_INET6 = {10, 24, 28, 30}  # Linux, NetBSD/OpenBSD, FreeBSD, macOS
+
+_TCP_FLAGS = "FSRPAUECN"  # bit 0 .. 8, the letters scapy uses
+
+
+def tcp_flags(bits: int) -> str:
+    """TCP flag bits as scapy writes them: SYN = "S", RST+ACK = "RA", PSH+ACK = "PA"."""
+    return "".join(letter for i, letter in enumerate(_TCP_FLAGS) if bits & (1 << i))
+
+
+def _ip_layer(frame: bytes, linktype: int) -> tuple[int, int] | None:
+    """(ethertype, offset of the IP header), or None."""
+    if linktype in (LINKTYPE_RAW, LINKTYPE_IPV4, LINKTYPE_IPV6):
+        if not frame:
+            return None
+        version = frame[0] >> 4
+        return (0x0800 if version == 4 else 0x86DD if version == 6 else 0), 0
+    if linktype in (LINKTYPE_NULL, LINKTYPE_LOOP):
+        if len(frame) < 4:
+            return None
+        family = struct.unpack_from("!I" if linktype == LINKTYPE_LOOP else "=I", frame)[0]
+        if family > 0xFFFF:  # written on a machine of the other byte order
+            family = struct.unpack_from("<I" if frame[0] == 0 else ">I", frame)[0]
+        return (0x0800 if family == 2 else 0x86DD if family in _AF_INET6 else 0), 4
+    if linktype == LINKTYPE_LINUX_SLL:
+        return (struct.unpack_from("!H", frame, 14)[0], 16) if len(frame) >= 16 else None
+    if linktype == LINKTYPE_LINUX_SLL2:
+        return (struct.unpack_from("!H", frame, 0)[0], 20) if len(frame) >= 20 else None
+    if linktype != LINKTYPE_ETHERNET:
+        return None
+    if len(frame) < 14:
+        return None
+    ethertype, offset = struct.unpack_from("!H", frame, 12)[0], 14
+    while ethertype in (0x8100, 0x88A8) and len(frame) >= offset + 4:  # VLAN tags
+        ethertype, offset = struct.unpack_from("!H", frame, offset + 2)[0], offset + 4
+    return ethertype, offset
+
+
+def _ipv4(buf: bytes, off: int) -> tuple[str, str, int, int, int] | None:
+    """(src, dst, protocol, offset of the transport header, end of the datagram)."""
+    if len(buf) < off + 20:
+        return None
+    ihl = (buf[off] & 0x0F) * 4
+    total = struct.unpack_from("!H", buf, off + 2)[0]
+    proto = buf[off + 9]
+    src = socket.inet_ntop(socket.AF_INET, buf[off + 12 : off + 16])
+    dst = socket.inet_ntop(socket.AF_INET, buf[off + 16 : off + 20])
+    end = min(len(buf), off + total) if total else len(buf)
+    return src, dst, proto, off + ihl, end
+
+
+_IPV6_EXT = {0, 43, 60}  # hop-by-hop, routing, destination options
+
+
+def _ipv6(buf: bytes, off: int) -> tuple[str, str, int, int, int] | None:
+    if len(buf) < off + 40:
+        return None
+    plen = struct.unpack_from("!H", buf, off + 4)[0]
+    nxt = buf[off + 6]
+    src = socket.inet_ntop(socket.AF_INET6, buf[off + 8 : off + 24])
+    dst = socket.inet_ntop(socket.AF_INET6, buf[off + 24 : off + 40])
+    end = min(len(buf), off + 40 + plen)
+    pos = off + 40
+    while nxt in _IPV6_EXT and pos + 8 <= end:
+        nxt, hlen = buf[pos], (buf[pos + 1] + 1) * 8
+        pos += hlen
+    return src, dst, nxt, pos, end
+
+
+def _quoted(buf: bytes, off: int, end: int) -> Quoted | None:
+    """The datagram an ICMP error quotes (its IP header and at least 8 bytes of transport header)."""
+    if off >= end:
+        return None
+    version = buf[off] >> 4
+    ip = _ipv4(buf, off) if version == 4 else _ipv6(buf, off) if version == 6 else None
+    if ip is None:
+        return None
+    src, dst, proto, t, _ = ip
+    name = {6: "TCP", 17: "UDP"}.get(proto, str(proto))
+    sport = dport = 0
+    if name in ("TCP", "UDP") and len(buf) >= t + 4:
+        sport, dport = struct.unpack_from("!HH", buf, t)
+    return Quoted(name, src, sport, dst, dport)
+
+
+def dissect(pid: int, time_ns: int, frame: bytes, linktype: int = LINKTYPE_ETHERNET, wirelen: int = 0) -> Packet:
+    """Decode one captured frame into a `Packet` with id `pid`."""
+    length = wirelen or len(frame)
+    other = Packet(pid, time_ns, "other", "", "", length=length, raw=frame)
+    link = _ip_layer(frame, linktype)
+    if link is None:
+        return other
+    ethertype, off = link
+    if ethertype == 0x0800:
+        ip = _ipv4(frame, off)
+        icmp_proto, icmp_name = 1, "ICMP"
+    elif ethertype == 0x86DD:
+        ip = _ipv6(frame, off)
+        icmp_proto, icmp_name = 58, "ICMPv6"
+    else:
+        return other
+    if ip is None:
+        return other
+    src, dst, proto, t, end = ip
+    if proto == 6 and end >= t + 20:
+        sport, dport, seq, ack, off_flags = struct.unpack_from("!HHIIH", frame, t)
+        hlen = (off_flags >> 12) * 4
+        return Packet(pid, time_ns, "TCP", src, dst, sport, dport, tcp_flags(off_flags & 0x1FF), seq, ack,
+                      length, bytes(frame[t + hlen : end]), raw=frame)
+    if proto == 17 and end >= t + 8:
+        sport, dport = struct.unpack_from("!HH", frame, t)
+        return Packet(pid, time_ns, "UDP", src, dst, sport, dport, length=length,
+                      payload=bytes(frame[t + 8 : end]), raw=frame)
+    if proto == icmp_proto and end >= t + 4:
+        itype, icode = frame[t], frame[t + 1]
+        # Error messages quote the offending datagram after a 4-byte unused/MTU field.
+        errors = (3, 4, 5, 11, 12) if icmp_proto == 1 else (1, 2, 3, 4)
+        quoted = _quoted(frame, t + 8, end) if itype in errors else None
+        return Packet(pid, time_ns, icmp_name, src, dst, length=length, payload=bytes(frame[t + 4 : end]),
+                      icmp=(itype, icode), quoted=quoted, raw=frame)
+    return Packet(pid, time_ns, "other", src, dst, length=length, raw=frame)

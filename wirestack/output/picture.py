@@ -1,0 +1,317 @@
+"""Pictures of a report: SVG and HTML. Pure: each function returns the document as a string.
+
+Both show the report as the terminal does (the same lines, coloured by layer), then a **ladder diagram**: a
+lifeline for the client (the traced program, or the side that opened the flow when the file has no trace) and
+one for each peer, each packet an arrow with its number, TCP flags (or protocol), time since the first packet
+and application-layer meaning; beside each arrow, the Python frame and the call that produced or received it
+(for a file without a trace: nothing, since the wire alone cannot tell).
+
+    render_svg(report) -> str     a standalone SVG (valid XML)
+    render_html(report) -> str    an HTML page: the text report and the ladder as inline SVG
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from html import escape as html_escape
+from io import StringIO
+from xml.sax.saxutils import escape
+
+from rich.console import Console, RenderableType
+from rich.segment import Segment
+
+from ..explain.explanation import duration, endpoint, flag_name
+from ..model import Packet
+from ..report import Report
+from .wire_text import WireReport
+
+MAX_ARROWS = 200
+MAX_PEERS = 4
+CHAR_W, LINE_H, ROW_H = 7.2, 16, 38
+FONT = "DejaVu Sans Mono, Menlo, Consolas, monospace"
+_COLOURS = {"green": "#2e7d32", "cyan": "#00838f", "magenta": "#8e24aa", "red": "#c62828", "yellow": "#a66a00",
+            "blue": "#1565c0", "white": "#222222", "black": "#222222", "default": "#222222"}
+
+
+@dataclass(frozen=True)
+class Arrow:
+    packet: int
+    left_to_right: bool
+    peer: int  # index of the peer lifeline (1..)
+    label: str  # "#1 SYN  +41 µs"
+    app: str
+    frame: str  # "socket.py:836 create_connection" or ""
+    call: str  # "connect(127.0.0.1:464) → ECONNREFUSED (111)" or ""
+
+
+@dataclass(frozen=True)
+class Ladder:
+    lifelines: tuple[str, ...]  # client first
+    arrows: tuple[Arrow, ...]
+    left_out: int = 0  # packets not drawn (past MAX_ARROWS)
+
+
+def _clean(text: str) -> str:
+    """Only characters XML 1.0 allows (payload-derived labels can hold anything)."""
+    return "".join(ch if ch in "\t\n" or (ord(ch) >= 0x20 and ch not in "\ufffe\uffff") else "?" for ch in text)
+
+
+def _what(p: Packet) -> str:
+    if p.proto == "TCP":
+        return flag_name(p.flags) if p.flags else "TCP"
+    if p.icmp is not None:
+        return f"{p.proto} {p.icmp[0]}/{p.icmp[1]}"
+    return p.proto + (f" {len(p.payload)} B" if p.payload else "")
+
+
+def _ep(host: str, port: int) -> str:
+    return endpoint(host, port) if port else host
+
+
+def ladder(report: Report | WireReport) -> Ladder:
+    """Who talks to whom, packet by packet. Pure."""
+    if isinstance(report, Report):
+        packets = list(report.trace.packets)
+        calls = {c.id: c for c in report.trace.calls}
+    else:
+        packets, calls = list(report.packets), {}
+    if not packets:
+        return Ladder(("client",), ())
+    t0 = packets[0].time_ns
+    client_eps: list[str] = []
+    peers: list[str] = []
+    rows: list[tuple[Packet, bool, str, str, str]] = []
+    starters = _initiators(packets)
+    for p in packets[:MAX_ARROWS]:
+        src, dst = _ep(p.src, p.sport), _ep(p.dst, p.dport)
+        frame = call_text = ""
+        if isinstance(report, Report):
+            pairs = report.alignment.pairs_of(p.id)
+            out = next((x for x in pairs if x.side == "out"), None)
+            outgoing = out is not None or not pairs
+            pair = out or (pairs[0] if pairs else None)
+            if pair is not None and pair.call is not None and pair.call in calls:
+                from .text import call_line
+
+                c = calls[pair.call]
+                inner = c.frames[-1] if c.frames else None
+                frame = f"{inner.file.rsplit('/', 1)[-1]}:{inner.line} {inner.function}" if inner else ""
+                call_text = call_line(c)
+            elif pair is not None:
+                call_text = "the kernel, no call of the program"
+        else:
+            outgoing = p.quoted is None and ((p.src, p.sport) in starters or (p.dst, p.dport) not in starters)
+        mine, theirs = (src, dst) if outgoing else (dst, src)
+        if p.quoted is not None and not outgoing:
+            mine = _ep(p.quoted.src, p.quoted.sport)
+            theirs = p.src
+        if mine not in client_eps:
+            client_eps.append(mine)
+        if theirs not in peers:
+            peers.append(theirs)
+        rows.append((p, outgoing, theirs, frame, call_text))
+    shown_peers = peers[: MAX_PEERS - 1] if len(peers) > MAX_PEERS else peers
+    lifelines = [_client_label(client_eps, isinstance(report, Report))] + [f"peer {x}" for x in shown_peers]
+    if len(peers) > len(shown_peers):
+        lifelines.append(f"{len(peers) - len(shown_peers)} other peers")
+    arrows = []
+    for p, outgoing, theirs, frame, call_text in rows:
+        peer = shown_peers.index(theirs) + 1 if theirs in shown_peers else len(lifelines) - 1
+        label = f"#{p.id} {_what(p)}  +{duration(p.time_ns - t0)}"
+        arrows.append(Arrow(p.id, outgoing, peer, _clean(label), _clean(p.app), _clean(frame), _clean(call_text)))
+    return Ladder(tuple(_clean(x) for x in lifelines), tuple(arrows), max(0, len(packets) - MAX_ARROWS))
+
+
+def _initiators(packets: Sequence[Packet]) -> set[tuple[str, int]]:
+    """Endpoints that opened a flow: sent a SYN, or the first datagram of a flow. For files without a trace."""
+    out: set[tuple[str, int]] = set()
+    seen: set[frozenset[tuple[str, int]]] = set()
+    for p in packets:
+        if p.proto not in ("TCP", "UDP"):
+            continue
+        key = frozenset({(p.src, p.sport), (p.dst, p.dport)})
+        if p.proto == "TCP" and "S" in p.flags and "A" not in p.flags:
+            out.add((p.src, p.sport))
+            seen.add(key)
+        elif key not in seen:
+            seen.add(key)
+            if p.proto == "TCP" and "S" in p.flags:  # SYN/ACK first: the other side opened it
+                out.add((p.dst, p.dport))
+            else:
+                out.add((p.src, p.sport))
+    return out
+
+
+def _client_label(eps: list[str], traced: bool) -> str:
+    who = "program" if traced else "client"
+    if len(eps) == 1:
+        return f"{who} {eps[0]}"
+    hosts = sorted({e.rsplit(":", 1)[0] for e in eps})
+    return f"{who} {', '.join(hosts)} ({len(eps)} endpoints)" if eps else who
+
+
+# --- drawing ---------------------------------------------------------------------------------------------------
+
+def _renderable(report: Report | WireReport) -> RenderableType:
+    if isinstance(report, Report):
+        from .text import report_renderable
+
+        return report_renderable(report)
+    from .wire_text import report_renderable as wire_renderable
+
+    return wire_renderable(report)
+
+
+def styled_lines(report: Report | WireReport, width: int = 100) -> list[list[tuple[str, str, bool]]]:
+    """The terminal report as lines of (text, colour, bold) runs."""
+    console = Console(file=StringIO(), width=width, color_system="standard", force_terminal=True, highlight=False,
+                      emoji=False)
+    lines = console.render_lines(_renderable(report), console.options.update(width=width), pad=False)
+    out: list[list[tuple[str, str, bool]]] = []
+    for line in lines:
+        runs: list[tuple[str, str, bool]] = []
+        for seg in Segment.simplify(line):
+            if not seg.text:
+                continue
+            style = seg.style
+            colour = style.color.name if style is not None and style.color is not None else "default"
+            if style is not None and style.dim:
+                colour = "dim"
+            runs.append((seg.text, colour, bool(style and style.bold)))
+        while runs and not runs[-1][0].strip():
+            runs.pop()
+        out.append(runs)
+    while out and not out[-1]:
+        out.pop()
+    return out
+
+
+def _fill(colour: str) -> str:
+    if colour == "dim":
+        return "#777777"
+    return _COLOURS.get(colour.replace("bright_", ""), "#222222")
+
+
+def _text_block(lines: list[list[tuple[str, str, bool]]], x: float, y: float) -> tuple[list[str], float]:
+    out = []
+    for line in lines:
+        spans = []
+        for text, colour, bold in line:
+            weight = ' font-weight="bold"' if bold else ""
+            spans.append(f'<tspan fill="{_fill(colour)}"{weight}>{escape(_clean(text))}</tspan>')
+        out.append(f'<text x="{x:.0f}" y="{y:.0f}" xml:space="preserve">{"".join(spans)}</text>')
+        y += LINE_H
+    return out, y
+
+
+def ladder_svg(lad: Ladder, x0: float = 20, y0: float = 0, traced: bool = True) -> tuple[list[str], float, float]:
+    """SVG elements of the ladder (from y0), its height and width."""
+    left_w = 360 if traced else 0
+    gap = 230
+    first = x0 + left_w + max(90.0, len(lad.lifelines[0]) * CHAR_W / 2 + 10) if lad.lifelines else x0
+    xs = [first + i * gap for i in range(len(lad.lifelines))]
+    width = (xs[-1] if xs else x0) + 150
+    top = y0 + 10
+    bottom = top + 40 + ROW_H * max(1, len(lad.arrows)) + (LINE_H if lad.left_out else 0)
+    el = [f'<g class="ladder" font-family="{FONT}" font-size="12">']
+    if traced:
+        el.append(f'<text x="{x0:.0f}" y="{top + 14:.0f}" font-weight="bold">Python frame and call</text>')
+    for i, (x, name) in enumerate(zip(xs, lad.lifelines, strict=True)):
+        el.append(f'<text x="{x:.0f}" y="{top + 14:.0f}" text-anchor="middle" font-weight="bold" '
+                  f'fill="{"#2e7d32" if i == 0 else "#1565c0"}">{escape(name)}</text>')
+        el.append(f'<line x1="{x:.0f}" y1="{top + 22:.0f}" x2="{x:.0f}" y2="{bottom:.0f}" stroke="#999999" '
+                  'stroke-dasharray="4 3"/>')
+    y = top + 40
+    for a in lad.arrows:
+        xa, xb = (xs[0], xs[a.peer]) if a.left_to_right else (xs[a.peer], xs[0])
+        colour = "#c62828" if "RST" in a.label or "ICMP" in a.label else "#222222"
+        tip = -8 if xb > xa else 8
+        el.append(f'<g class="arrow" data-packet="{a.packet}">')
+        el.append(f'<line x1="{xa:.0f}" y1="{y + 14:.0f}" x2="{xb:.0f}" y2="{y + 14:.0f}" stroke="{colour}" '
+                  'stroke-width="1.5"/>')
+        el.append(f'<path d="M{xb:.0f},{y + 14:.0f} l{tip},-4 l0,8 z" fill="{colour}"/>')
+        mid = (xa + xb) / 2
+        el.append(f'<text x="{mid:.0f}" y="{y + 9:.0f}" text-anchor="middle" fill="{colour}">{escape(a.label)}'
+                  '</text>')
+        if a.app:
+            el.append(f'<text x="{mid:.0f}" y="{y + 28:.0f}" text-anchor="middle" fill="#00838f">'
+                      f'{escape(a.app)}</text>')
+        if traced:
+            el.append(f'<text x="{x0:.0f}" y="{y + 10:.0f}" fill="#8e24aa">{escape(a.frame)}</text>')
+            el.append(f'<text x="{x0:.0f}" y="{y + 25:.0f}" fill="#555555" font-size="11">{escape(a.call)}</text>')
+        el.append("</g>")
+        y += ROW_H
+    if lad.left_out:
+        el.append(f'<text x="{x0:.0f}" y="{y + 10:.0f}" fill="#777777">… {lad.left_out} more packets not drawn</text>')
+    el.append("</g>")
+    return el, bottom - y0 + 10, width
+
+
+def render_svg(report: Report | WireReport, width: int = 100) -> str:
+    lines = styled_lines(report, width)
+    text, y = _text_block(lines, 20, 28)
+    traced = isinstance(report, Report)
+    lad = ladder(report)
+    heading_y = y + 14
+    drawing, height, ladder_w = ladder_svg(lad, 20, heading_y + 6, traced)
+    total_w = max(40 + width * CHAR_W, ladder_w + 20)
+    total_h = heading_y + height + 20
+    title = escape(_title(report))
+    return "\n".join([
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{total_w:.0f}" height="{total_h:.0f}" '
+        f'viewBox="0 0 {total_w:.0f} {total_h:.0f}">',
+        f"<title>{title}</title>",
+        '<rect width="100%" height="100%" fill="#ffffff"/>',
+        f'<g class="report" font-family="{FONT}" font-size="12">',
+        *text,
+        "</g>",
+        f'<text x="20" y="{heading_y:.0f}" font-family="{FONT}" font-size="13" font-weight="bold">'
+        "Ladder: each packet between client and peer</text>",
+        *drawing,
+        "</svg>",
+    ]) + "\n"
+
+
+def _title(report: Report | WireReport) -> str:
+    if isinstance(report, Report):
+        return f"wirestack {report.trace.title}"
+    return f"wirestack read {report.file}"
+
+
+def render_html(report: Report | WireReport, width: int = 100) -> str:
+    lines = styled_lines(report, width)
+    body = []
+    for line in lines:
+        spans = []
+        for text, colour, bold in line:
+            style = f"color:{_fill(colour)}" + (";font-weight:bold" if bold else "")
+            spans.append(f'<span style="{style}">{html_escape(_clean(text))}</span>')
+        body.append("".join(spans))
+    traced = isinstance(report, Report)
+    drawing, height, ladder_w = ladder_svg(ladder(report), 10, 0, traced)
+    title = html_escape(_title(report))
+    return "\n".join([
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        f"<title>{title}</title>",
+        "<style>",
+        f"body {{ font-family: {FONT}; font-size: 13px; margin: 2em; color: #222222; background: #ffffff; }}",
+        "pre.report { line-height: 1.35; }",
+        "h2 { font-size: 15px; }",
+        "</style>",
+        "</head>",
+        "<body>",
+        f"<h1>{title}</h1>",
+        '<pre class="report">' + "\n".join(body) + "</pre>",
+        "<h2>Ladder: each packet between client and peer</h2>",
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{ladder_w + 20:.0f}" height="{height:.0f}" '
+        f'viewBox="0 0 {ladder_w + 20:.0f} {height:.0f}">',
+        *drawing,
+        "</svg>",
+        "</body>",
+        "</html>",
+    ]) + "\n"

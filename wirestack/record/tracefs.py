@@ -1,0 +1,205 @@
+"""Recording the kernel's own tracepoints through tracefs, in a private instance (root only).
+
+One instance, named `wirestack-PID-N`, removed afterwards (also when interrupted; stale ones of dead wirestack
+processes are removed at start). It records
+- connect/accept/close syscalls (entry and return), filtered in the kernel to processes named like the traced
+  interpreter (`comm`), and afterwards to the traced processes' pids. Not the data syscalls (sendto,
+  recvfrom...): their return is the call's own result, which the probe records, and a syscall tracepoint costs
+  every call it fires on (~0.4 µs, measured) even when its filter then drops the event: a loop of sends would
+  pay that per datagram;
+- socket state changes, resets, error reports (not the ones clearing an error: error 0), retransmissions, drops
+  and ICMP sends from any context (softirq work runs in whichever process is current), filtered afterwards to
+  the traced flows.
+Its timestamps are put on CLOCK_REALTIME by two sync markers written into the trace (see `core.kernel.parse`).
+Nothing global is touched: no event is enabled outside the instance, and tracefs is mounted only if it was not
+(and then unmounted again). Removing an instance costs the kernel ~40 ms; the removal runs in a
+background thread that the interpreter waits for at exit.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MOUNT = Path("/sys/kernel/tracing")
+SYS_EVENTS = ("syscalls/sys_enter_connect", "syscalls/sys_exit_connect", "syscalls/sys_enter_accept4",
+              "syscalls/sys_exit_accept4", "syscalls/sys_enter_accept", "syscalls/sys_exit_accept",
+              "syscalls/sys_enter_close", "syscalls/sys_exit_close")
+NET_EVENTS = ("sock/inet_sock_set_state", "tcp/tcp_send_reset", "tcp/tcp_receive_reset",
+              "sock/inet_sk_error_report", "tcp/tcp_retransmit_skb", "tcp/tcp_retransmit_synack",
+              "skb/kfree_skb", "icmp/icmp_send")
+
+
+class KernelOff(Exception):
+    """The kernel layer cannot be recorded; the message says why, in one line."""
+
+
+@dataclass
+class Recorder:
+    folder: Path
+    mounted: bool = False
+    offsets: list[int] = field(default_factory=list)  # unused: the clock is read off sync markers (kevents)
+
+    @classmethod
+    def start(cls, interpreter: str = "python3") -> Recorder:
+        """Set up the instance and start recording; syscalls only of processes whose `comm` is the basename of
+        `interpreter` (as exec sets it). Raises KernelOff."""
+        if os.geteuid() != 0:
+            raise KernelOff("kernel layer off: reading tracepoints needs root")
+        if _outer_uid() != 0:
+            raise KernelOff("kernel layer off: tracepoints need real root, and this run is root only inside its "
+                            "private namespace")
+        mounted = _ensure_mounted()
+        _remove_stale()
+        rec = cls(MOUNT / "instances" / f"wirestack-{os.getpid()}-{time.monotonic_ns() % 1_000_000}", mounted)
+        folder = rec.folder
+        comm = os.path.basename(interpreter)[:15].replace('"', "")
+        try:
+            folder.mkdir()
+            # The instance keeps its default clock and buffer: switching either resets the ring buffer, which
+            # costs the kernel 30-50 ms. Time is put on CLOCK_REALTIME through sync markers instead (kevents.py).
+            missing = [e for e in SYS_EVENTS + NET_EVENTS if not (folder / "events" / e).is_dir()]
+            if missing:
+                raise KernelOff(f"kernel layer off: this kernel has no tracepoint {missing[0]}")
+            for e in SYS_EVENTS:
+                _write(folder / "events" / e / "filter", f'comm == "{comm}"')
+            _write(folder / "events" / "skb" / "kfree_skb" / "filter", _drop_filter(folder))
+            # a socket's error report with error 0 is the kernel clearing the error once it was read: one per
+            # failed connect, telling nothing
+            _write(folder / "events" / "sock" / "inet_sk_error_report" / "filter", "error != 0")
+            for e in SYS_EVENTS + NET_EVENTS:
+                _write(folder / "events" / e / "enable", "1")
+            _mark(folder)
+        except OSError as exc:
+            rec.remove()
+            raise KernelOff(f"kernel layer off: tracefs refused ({exc.strerror})") from None
+        except KernelOff:
+            rec.remove()
+            raise
+        return rec
+
+    def stop(self) -> tuple[str, int, list[str]]:
+        """Stop, read the buffer, remove the instance (in the background): (text, 0, notes); the offset
+        is read off the sync markers in the text."""
+        notes = []
+        text = ""
+        try:
+            _mark(self.folder)
+            _write(self.folder / "tracing_on", "0")
+            text = (self.folder / "trace").read_text(errors="replace")
+            lost = _overruns(self.folder)
+            if lost:
+                notes.append(f"the kernel's trace buffer overflowed: {lost} kernel events were lost")
+        finally:
+            threading.Thread(target=self.remove, name="wirestack-tracefs-cleanup").start()
+        return text, 0, notes
+
+    def remove(self) -> None:
+        _remove_instance(self.folder)
+        if self.mounted:
+            subprocess.run(["umount", str(MOUNT)], capture_output=True)
+            self.mounted = False
+
+
+# kfree_skb reasons kept out in the kernel: a drop is only told when it joins a reset or an ICMP error (the
+# segment that found no socket, see kevents), which these never do; a full receive buffer would otherwise put
+# one event per datagram into the trace in a burst.
+QUIET_DROPS = ("NOT_SPECIFIED", "SOCKET_RCVBUFF", "SOCKET_FILTER", "PROTO_MEM")
+
+
+def _drop_filter(folder: Path) -> str:
+    """`reason != N && ...` for QUIET_DROPS, with this kernel's numbers (read off the event's format)."""
+    text = (folder / "events" / "skb" / "kfree_skb" / "format").read_text()
+    numbers = [m.group(1) for name in QUIET_DROPS if (m := re.search(r'\{\s*(\d+),\s*"' + name + r'"\s*\}', text))]
+    return " && ".join(f"reason != {n}" for n in numbers) or "0"  # "0": clears the filter
+
+
+def _outer_uid() -> int:
+    """The uid that our uid 0 stands for in the initial namespace (0 unless we are in a user namespace)."""
+    try:
+        for line in Path("/proc/self/uid_map").read_text().splitlines():
+            inside, outside, _count = (int(x) for x in line.split())
+            if inside == 0:
+                return outside
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def _write(path: Path, value: str) -> None:
+    with open(path, "w") as f:
+        f.write(value)
+
+
+SYNC = "wirestack-sync"
+
+
+def _mark(folder: Path) -> None:
+    """A marker in the trace holding CLOCK_REALTIME: the trace clock's reading of it gives the offset. The file
+    is opened first (opening costs ~50 µs) and the realtime taken just before the write; the write itself is
+    the trace clock's moment."""
+    fd = os.open(folder / "trace_marker", os.O_WRONLY)
+    try:
+        os.write(fd, f"{SYNC} {time.time_ns()}".encode())
+    finally:
+        os.close(fd)
+
+
+def _ensure_mounted() -> bool:
+    """True if we mounted tracefs (and so must unmount it)."""
+    if (MOUNT / "instances").is_dir():
+        return False
+    done = subprocess.run(["mount", "-t", "tracefs", "nodev", str(MOUNT)], capture_output=True, text=True)
+    if done.returncode != 0 or not (MOUNT / "instances").is_dir():
+        raise KernelOff("kernel layer off: tracefs is not mounted and could not be mounted at " + str(MOUNT))
+    return True
+
+
+def _overruns(folder: Path) -> int:
+    total = 0
+    for stats in (folder / "per_cpu").glob("cpu*/stats"):
+        for line in stats.read_text().splitlines():
+            if line.startswith("overrun:"):
+                total += int(line.split()[1])
+    return total
+
+
+def _remove_instance(folder: Path) -> None:
+    if not folder.is_dir():
+        return
+    try:
+        _write(folder / "tracing_on", "0")
+    except OSError:
+        pass
+    for _ in range(50):  # rmdir fails with EBUSY while a reader holds the buffer open
+        try:
+            folder.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.02)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _remove_stale() -> None:
+    """Instances left by a wirestack process that no longer exists (killed with SIGKILL)."""
+    for folder in (MOUNT / "instances").glob("wirestack-*"):
+        try:
+            pid = int(folder.name.split("-")[1])
+        except (IndexError, ValueError):
+            continue
+        if not Path(f"/proc/{pid}").exists():
+            _remove_instance(folder)
+
+
+def instances() -> list[str]:
+    """Names of wirestack's instances that exist now (tests check none survive)."""
+    folder = MOUNT / "instances"
+    return sorted(p.name for p in folder.glob("wirestack-*")) if folder.is_dir() else []

@@ -74,3 +74,26 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 os.environ["PYTHONPATH"] = pythonpath()  # every subprocess of the tests, Popen included
 if sys.path[:1] != [str(ROOT)]:
     sys.path.insert(0, str(ROOT))  # and this process: the checkout, not another install of wirestack
+
+
+def errno(record: dict[str, Any] | None) -> int | None:
+    """The kernel errno of a JSON call or exception: what it raised (only in the errno namespace), or for
+    getsockopt(SO_ERROR) and connect_ex what it returned."""
+    if record is None:
+        return None
+    fault = record.get("fault")
+    if fault is not None:
+        return int(fault["code"]) if fault["namespace"] == "errno" else None
+    if record.get("op") in ("getsockopt", "connect_ex") and isinstance(record.get("result"), int):
+        return int(record["result"]) or None
+    return None
+
+
+def fact_texts(data: dict[str, Any]) -> str:
+    """Every fact's sentence, and the lines of the conversations, joined: what the report says in words."""
+    out = []
+    for f in data["facts"]:
+        out.append(f["text"])
+        for seg in f.get("segments") or []:
+            out.append(f"#{seg[0]} '{seg[1]}' ({seg[2]} bytes): {seg[4]}")
+    return " | ".join(out)

@@ -13,8 +13,11 @@ import pytest
 from builders import CLIENT, SERVER, T0, US, call, tcp
 from conftest import run_json, wirestack
 
-from wirestack.core.kernel import align_kernel, describe, keep, parse
+from wirestack.core.kernel import link, select
+from wirestack.core.pairing import align
+from wirestack.output.text import describe_event as describe
 from wirestack.record import tracefs
+from wirestack.record.tracefs import parse
 
 SAMPLE = """\
 # tracer: nop
@@ -40,7 +43,7 @@ def test_parse_moves_tai_to_realtime_and_reads_fields() -> None:
     assert [e.event for e in events] == ["sys_enter_connect", "inet_sock_set_state", "tcp_send_reset", "kfree_skb",
                                          "inet_sk_error_report", "inet_sk_error_report", "sys_exit_connect",
                                          "sys_enter_connect"]
-    assert events[0].time_ns == 1_700_000_000_000_010_000 - 37_000_000_000 and events[0].pid == 31181
+    assert events[0].time_ns == 1_700_000_000_000_010_000 - 37_000_000_000 and events[0].tid == 31181
     assert events[0].fields["fd"] == "3"
     assert events[3].fields["reason"] == "NO_SOCKET" and events[3].fields["location"].startswith("tcp_v4_rcv")
     assert events[6].fields == {"ret": "-111"}
@@ -49,31 +52,39 @@ def test_parse_moves_tai_to_realtime_and_reads_fields() -> None:
 
 def test_events_pair_with_the_call_and_the_packets_they_concern() -> None:
     events = parse(SAMPLE, offset_ns=1_700_000_000_000_000_000 - T0)  # put them on the builders' clock
-    calls = [call(1, "connect", 0, 40, errno=111)]
-    calls = [c.__class__(**{**c.__dict__, "pid": 31181}) for c in calls]
+    calls = [call(1, "connect", 0, 40, errno=111, pid=31181, tid=31181)]
     packets = [tcp(1, 15, CLIENT, SERVER, "S", seq=1), tcp(2, 22, SERVER, CLIENT, "RA", ack=2)]
-    kept, pairs = keep(events, calls, packets)
+    kept = select(events, calls, packets)
     names = [e.event for e in kept]
+    # the other process's syscall is left out; so is the error report that only clears the error (error=0, a
+    # 4-tuple of no traced flow), which the kernel layer also filters in the kernel
     assert names == ["sys_enter_connect", "inet_sock_set_state", "tcp_send_reset", "kfree_skb",
-                     "inet_sk_error_report", "sys_exit_connect"]  # error=0 and the other process are left out
-    by_event = {p.event: p for p in pairs}
-    assert all(p.call == 1 for p in pairs)
+                     "inet_sk_error_report", "sys_exit_connect"]
+    view = link(kept, calls, packets, align(calls, packets))
+    assert all(view.links[e.id].call == 1 for e in kept)
     reset = kept[names.index("tcp_send_reset")]
     drop = kept[names.index("kfree_skb")]
-    assert by_event[reset.id].packets == (2,) and by_event[drop.id].packets == (1,)
-    assert align_kernel([], calls, packets) == []
+    assert view.links[reset.id].packets == (2,) and view.links[drop.id].packets == (1,)
+    assert link([], calls, packets, align(calls, packets)).links == {}
     assert T0 + 10 * US < kept[0].time_ns + 1  # sanity: on the same clock
 
 
 @pytest.fixture
 def global_tracing() -> Iterator[None]:
-    """Nothing global may change: the same settings after the test, and no wirestack instance left."""
+    """Nothing global may change: the same settings after the test (seen from the initial mount namespace, where
+    tracefs is mounted or not as before: wirestack mounts it only in a private one), and no instance left."""
     names = ("set_event", "tracing_on", "trace_clock", "current_tracer", "set_event_pid", "buffer_size_kb")
 
     def snapshot() -> dict[str, str]:
-        return {n: (tracefs.MOUNT / n).read_text() for n in names if (tracefs.MOUNT / n).exists()}
+        mounts = Path("/proc/1/mounts").read_text()  # the initial namespace's mount table
+        out = {"mounted": str(any(line.split()[2:3] == ["tracefs"] for line in mounts.splitlines()))}
+        if (tracefs.MOUNT / "set_event").exists():
+            out.update({n: (tracefs.MOUNT / n).read_text() for n in names if (tracefs.MOUNT / n).exists()})
+        return out
 
-    before = snapshot()
+    mounted_before = snapshot()["mounted"]
+    tracefs._ensure_mounted()  # the kernel's settings, seen through a private mount when there is no global one
+    before = {**snapshot(), "mounted": mounted_before}
     yield
     # wirestack runs of other processes may be under way; none of a finished process may be left
     left = [n for n in tracefs.instances() if not Path(f"/proc/{n.split('-')[1]}").exists()]
@@ -97,8 +108,9 @@ def test_smtp_kernel_layer(workdir: Path, global_tracing: None) -> None:
     assert any(k["event"] == "sys_exit_connect" and k["fields"]["ret"] == "-111" for k in mine)
     times = [k["time_ns"] for k in mine]
     assert connect["start_ns"] - 50_000_000 <= min(times) and max(times) <= connect["end_ns"] + 50_000_000
-    texts = " ".join(f["text"] for f in data["explanation"])
-    assert "tcp_send_reset reason NO_SOCKET" in texts and "CLOSE → SYN_SENT → CLOSE" in texts
+    texts = " ".join(f["text"] for f in data["facts"])
+    assert "tcp_send_reset reason NO_SOCKET" in texts
+    assert any(f["kind"] == "kernel.states" and f["states"] == ["CLOSE", "SYN_SENT", "CLOSE"] for f in data["facts"])
 
 
 @pytest.mark.capture
@@ -119,7 +131,7 @@ def test_udp_kernel_layer_shows_icmp_send(workdir: Path, global_tracing: None) -
     # the recv raised it later
     send = next(c for c in data["calls"] if c["op"] == "send")
     recv = next(c for c in data["calls"] if c["op"] == "recv")
-    assert recv["errno"] == 111
+    assert recv["fault"]["namespace"] == "errno" and recv["fault"]["code"] == 111
     assert not any(k["event"].startswith(("sys_enter_", "sys_exit_")) and k["event"].split("_", 2)[2]
                    not in ("connect", "accept", "accept4", "close") for k in data["kernel"])
     report = next(k for k in data["kernel"] if k["event"] == "inet_sk_error_report")
@@ -189,7 +201,7 @@ def test_the_trace_keeps_the_error_a_refused_connect_sets_not_its_clearing(globa
         with socket.socket() as s:
             assert s.connect_ex(("127.0.0.1", port)) == 111
     finally:
-        text, _, _ = rec.stop()
+        text, _ = rec.stop()
     reports = [line for line in text.splitlines() if "inet_sk_error_report:" in line and f"dport={port}" in line]
     assert reports and all(line.endswith("error=111") for line in reports)
     assert not any("inet_sk_error_report:" in line and line.endswith("error=0") for line in text.splitlines())

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, run_json
+from conftest import ROOT, errno, run_json
 
 pytestmark = pytest.mark.capture
 NOBODY = 65534
@@ -68,11 +68,11 @@ def shape(data: dict[str, Any]) -> dict[str, Any]:
     flags = {p["id"]: (p["proto"], p["flags"], (p["icmp"] or {}).get("type")) for p in data["packets"]}
     exc = data["exception"]
     return {
-        "exception": exc and (exc["type"], exc["errno"],
+        "exception": exc and (exc["type"], errno(exc),
                               [(Path(f["file"]).name, f["function"], [flags[i] for i in f["packets"]])
                                for f in exc["frames"]]),
-        "failed": [(c["op"], c["errno"], [flags[i] for i in c["packets"]]) for c in data["calls"]
-                   if c["errno"] not in (None, 0, 11, 115)],
+        "failed": [(c["op"], errno(c), [flags[i] for i in c["packets"]]) for c in data["calls"]
+                   if errno(c) not in (None, 0, 11, 115)],
         # data, SYN, RST and non-TCP packets: the bare ACKs and the order of the two FINs vary from run to run
         "packets": sorted(flags[p["id"]] for p in data["packets"]
                           if p["payload"] or p["proto"] != "TCP" or "S" in p["flags"] or "R" in p["flags"]),

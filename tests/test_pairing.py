@@ -4,9 +4,22 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from builders import CLIENT, SEED_STACK, SERVER, call, frames, icmp_unreachable, refused, tcp, udp
+from builders import (
+    CLIENT,
+    SEED_STACK,
+    SERVER,
+    call,
+    exception_packets,
+    frames,
+    icmp_unreachable,
+    origin_call,
+    refused,
+    tcp,
+    udp,
+)
 
-from wirestack.core.pairing import align, chain, exception_packets, origin_call, traced_packets
+from wirestack.core.chains import chain
+from wirestack.core.pairing import align, traced_packets
 from wirestack.model import ExceptionInfo
 
 

@@ -11,8 +11,8 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 from scapy.utils import PcapNgReader
 
-from wirestack.formats.pcapng import blocks
 from wirestack.model import CaptureInfo, Trace
+from wirestack.output.annotate import blocks
 from wirestack.report import build_report
 
 
@@ -20,11 +20,11 @@ def _trace() -> Trace:
     raw_syn = bytes(Ether() / IP(src="127.0.0.1", dst="127.0.0.1") / TCP(sport=40000, dport=464, flags="S", seq=1000))
     raw_rst = bytes(Ether() / IP(src="127.0.0.1", dst="127.0.0.1") / TCP(sport=464, dport=40000, flags="RA",
                                                                           ack=1001))
+    from wirestack.core.dissect import dissect
+
     syn = tcp(1, 10, CLIENT, SERVER, "S", seq=1000)
     rst = tcp(2, 24, SERVER, CLIENT, "RA", ack=1001)
-    from dataclasses import replace
-
-    packets = (replace(syn, raw=raw_syn, length=len(raw_syn)), replace(rst, raw=raw_rst, length=len(raw_rst)))
+    packets = (dissect(1, syn.time_ns, raw_syn), dissect(2, rst.time_ns, raw_rst))  # what reading them back gives
     calls = (call(1, "connect", 0, 40, errno=111),)
     return Trace("smtp", "x", packets, calls, refused(1), CaptureInfo("lo", None, 2, 2, 0))
 

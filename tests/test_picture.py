@@ -47,7 +47,7 @@ def test_seed_svg_golden_and_valid() -> None:
     arrows = _arrows(svg)  # parses: valid XML
     assert [a.get("data-packet") for a in arrows] == ["1", "2"]
     texts = ["".join(t.itertext()) for t in ET.fromstring(svg.encode()).iter(f"{SVG}text")]
-    assert "program 127.0.0.1:40000" in texts and "peer 127.0.0.1:464" in texts
+    assert "traced 127.0.0.1:40000" in texts and "peer 127.0.0.1:464" in texts
     assert "#1 SYN  +0 µs" in texts and "#2 RST/ACK  +14 µs" in texts
     assert texts.count("socket.py:836 create_connection") == 2
     assert texts.count("connect(127.0.0.1:464) → ECONNREFUSED (111)") == 2
@@ -60,16 +60,17 @@ def test_seed_html_golden() -> None:
     check("seed.html", normalise(html))
 
 
-def _wire(tmp_path: Path):  # type: ignore[no-untyped-def]
+def _wire(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     dgram = udp(40, ("127.0.0.1", 40001), ("127.0.0.1", 9999))
     (tmp_path / "w.pcap").write_bytes(pcap(refused(after_us=22) + [dgram, port_unreachable(45, dgram)]))
-    loaded = load(tmp_path / "w.pcap", decode_app=False)
-    assert loaded.wire is not None
-    return loaded.wire
+    monkeypatch.chdir(tmp_path)  # the file's name is part of the report: the same name, the same text
+    loaded = load("w.pcap", decode_app=False)
+    assert not loaded.report.trace.traced
+    return loaded.report
 
 
-def test_wire_only_picture_shows_flows_and_no_frames(tmp_path: Path) -> None:
-    wire = _wire(tmp_path)
+def test_wire_only_picture_shows_flows_and_no_frames(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    wire = _wire(tmp_path, monkeypatch)
     lad = ladder(wire)
     assert lad.lifelines == ("client 127.0.0.1 (2 endpoints)", "peer 127.0.0.1:464", "peer 127.0.0.1:9999",
                              "peer 127.0.0.1")
@@ -78,15 +79,18 @@ def test_wire_only_picture_shows_flows_and_no_frames(tmp_path: Path) -> None:
     assert all(a.frame == "" and a.call == "" for a in lad.arrows)
     svg = render_svg(wire)
     assert len(_arrows(svg)) == 4 and "Python frame" not in svg
-    check("wire.svg", normalise(svg.replace(str(tmp_path), "TMP")))
+    check("wire.svg", normalise(svg))
 
 
-def test_hostile_labels_stay_valid_xml(tmp_path: Path) -> None:
+def test_hostile_labels_stay_valid_xml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from dataclasses import replace
 
-    wire = _wire(tmp_path)
-    wire = replace(wire, packets=tuple(replace(p, app="<b>&\x00\x1b[31m") for p in wire.packets))
-    _arrows(render_svg(wire))
+    wire = _wire(tmp_path, monkeypatch)
+    trace = replace(wire.trace, packets=tuple(replace(p, app="<b>&\x00\x1b[31m\u202e") for p in wire.trace.packets),
+                    title="\x1b]0;owned\x07")
+    svg = render_svg(build_report(trace))
+    _arrows(svg)
+    assert "\x1b" not in svg and "\u202e" not in svg
 
 
 @pytest.mark.capture

@@ -8,6 +8,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import wirestack
+from conftest import errno, fact_texts, wirestack
 
 pytestmark = pytest.mark.capture
 TARGETS = Path(__file__).parent / "targets"
@@ -37,7 +38,7 @@ def run(workdir: Path, *program: str, options: tuple[str, ...] = (), env: dict[s
 
 
 def failed(data: dict[str, Any]) -> list[dict[str, Any]]:
-    return [c for c in data["calls"] if c["errno"] not in (None, 0, 11, 115)]
+    return [c for c in data["calls"] if errno(c) not in (None, 0, 11, 115)]
 
 
 def test_caught_refusal_is_still_reported_and_program_runs_as_under_python(workdir: Path) -> None:
@@ -48,7 +49,7 @@ def test_caught_refusal_is_still_reported_and_program_runs_as_under_python(workd
     assert "logged: [Errno 111] Connection refused" in done.stderr
     assert data["exception"] is None and data["exit_code"] == 0
     [connect] = failed(data)
-    assert connect["op"] == "connect" and connect["errno"] == 111
+    assert connect["op"] == "connect" and errno(connect) == 111
     assert [Path(f["file"]).name for f in connect["frames"]] == ["refused_caught.py", "socket.py"]
     flags = [data["packets"][i - 1]["flags"] for i in connect["packets"]]
     assert flags == ["S", "RA"]
@@ -68,8 +69,12 @@ def test_module_and_command_modes(workdir: Path) -> None:
     assert done.returncode == 1
     assert f"module argv: ['{port}']" in done.stdout
     assert data["exception"]["type"] == "ConnectionRefusedError"
-    assert Path(data["exception"]["frames"][0]["file"]).name == "mod_main.py"  # no runpy or wirestack frames
-    assert "Traceback (most recent call last):" in done.stderr and "runpy" not in done.stderr
+    # Python itself runs the module: its traceback is python's own, runpy's frames and all, and no wirestack frame
+    plain = subprocess.run([sys.executable, "-m", "mod_main", str(port)], cwd=TARGETS, capture_output=True,
+                           text=True, timeout=30)
+    assert done.stderr.startswith(plain.stderr) and "wirestack" not in plain.stderr
+    assert [Path(f["file"]).name for f in data["exception"]["frames"][:3]] == ["<frozen runpy>", "<frozen runpy>",
+                                                                              "mod_main.py"]
     code = f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{port}')"
     done, data = run(workdir, "-c", code)
     assert done.returncode == 1
@@ -79,7 +84,7 @@ def test_module_and_command_modes(workdir: Path) -> None:
     inner = exc["context"] or exc["cause"]
     assert inner["type"] == "ConnectionRefusedError" and inner["call"] is not None
     assert exc["frames"][0]["packets"] == [1, 2]  # the wrapper's frames line up with the refusal's packets
-    assert any("turned it into urllib.error.URLError" in f["text"] for f in data["explanation"])
+    assert any("turned it into urllib.error.URLError" in f["text"] for f in data["facts"])
 
 
 def test_threads_carry_their_names_and_a_reraised_traceback_pairs(workdir: Path) -> None:
@@ -97,13 +102,13 @@ def test_asyncio_nonblocking_connect_shows_both_steps(workdir: Path) -> None:
     done, data = run(workdir, str(TARGETS / "asyncio_refused.py"), str(closed_port()))
     assert done.returncode == 1
     connect = next(c for c in data["calls"] if c["op"] == "connect")
-    assert connect["errno"] == 115  # EINPROGRESS: the SYN left, the answer comes later
+    assert errno(connect) == 115  # EINPROGRESS: the SYN left, the answer comes later
     so_error = next(c for c in data["calls"] if c["op"] == "getsockopt")
-    assert so_error["errno"] == 111 and so_error["socket"] == connect["socket"]
+    assert errno(so_error) == 111 and so_error["socket"] == connect["socket"]
     syn, rst = data["packets"][:2]
     assert syn["flags"] == "S" and syn["calls"] == [connect["id"]]
     assert rst["flags"] == "RA" and rst["calls"] == [so_error["id"]]
-    texts = " | ".join(f["text"] for f in data["explanation"])
+    texts = fact_texts(data)
     assert "getsockopt(SO_ERROR)" in texts and "EINPROGRESS" in texts
 
 
@@ -116,7 +121,7 @@ def test_connected_udp_gets_icmp_and_a_later_recv_fails(workdir: Path) -> None:
     assert icmp["quoted"]["proto"] == "UDP" and icmp["quoted"]["sport"] == data["packets"][0]["sport"]
     recv = next(c for c in data["calls"] if c["op"] == "recv")
     send = next(c for c in data["calls"] if c["op"] == "send")
-    assert recv["errno"] == 111 and recv["packets"] == [2] and send["packets"] == [1]
+    assert errno(recv) == 111 and recv["packets"] == [2] and send["packets"] == [1]
     assert data["exception"]["call"] == recv["id"]
     assert data["exception"]["frames"][-1]["packets"] == [1, 2]
 
@@ -164,25 +169,29 @@ def test_children_forked_traced_spawned_reported(workdir: Path) -> None:
     assert done.returncode == 0, done.stderr
     spawn = next(c for c in data["calls"] if c["op"] == "spawn")
     notes = " | ".join(data["notes"])
-    assert f"child process {spawn['result']}" in notes and "was not traced" in notes
-    assert "forked process" in notes and "traced" in notes
+    assert "2 child processes traced as well" in notes and "was not traced" not in notes
+    # a Python started with subprocess is traced (the start-up hook it inherits), and so is a forked child
+    hows = {p["pid"]: p["how"] for p in data["processes"]}
+    assert hows[spawn["result"]] == "start" and sorted(hows.values()) == ["fork", "main", "start"]
     connects = [c for c in data["calls"] if c["op"] == "connect"]
-    assert len(connects) == 1 and connects[0]["packets"]  # the forked child's; the subprocess's is not traced
-    assert len(data["packets"]) == 2  # the untraced child's packets are left out
+    assert len(connects) == 2 and all(c["packets"] for c in connects)
+    assert {c["pid"] for c in connects} == {p for p, how in hows.items() if how != "main"}
+    assert len(data["packets"]) == 4
 
 
 def test_program_without_network_gets_an_empty_report_that_says_so(workdir: Path) -> None:
     done, data = run(workdir, str(TARGETS / "quiet.py"))
     assert done.returncode == 0 and "no network here" in done.stdout
     assert data["packets"] == [] and data["calls"] == []
-    assert "the program made no socket call" in data["explanation"][0]["text"]
+    assert [f["kind"] for f in data["facts"]] == ["run.no_calls"]
 
 
 def test_bad_programs(workdir: Path) -> None:
     done = wirestack("run", "missing.py")
     assert done.returncode == 2 and done.stderr.strip() == "wirestack: can't open file 'missing.py': no such file"
-    done = wirestack("run", "-m", "no_such_module_here", "--no-pcap")
-    assert done.returncode == 2 and "No module named no_such_module_here" in done.stderr
+    done = wirestack("run", "-m", "no_such_module_here", "--no-pcap")  # python's own message and status
+    plain = subprocess.run([sys.executable, "-m", "no_such_module_here"], capture_output=True, text=True)
+    assert done.returncode == plain.returncode == 1 and done.stderr.startswith(plain.stderr)
     assert "Traceback" not in done.stderr
     done = wirestack("run")
     assert done.returncode == 2 and "run needs a program" in done.stderr
@@ -252,7 +261,7 @@ def test_burst_is_captured_completely_and_limits_are_reported(workdir: Path) -> 
     offered = json.loads(done.stdout)["offered"]
     assert data["capture"]["dropped"] == 0
     assert len(data["packets"]) == offered == 5200  # every datagram, every SYN and RST/ACK
-    refused = [c for c in data["calls"] if c["op"] == "connect_ex" and c["errno"] == 111]
+    refused = [c for c in data["calls"] if c["op"] == "connect_ex" and errno(c) == 111]
     assert len(refused) == 100 and all(len(c["packets"]) == 2 for c in refused)
     sends = [c for c in data["calls"] if c["op"] == "sendto"]
     assert len(sends) == 5000 and all(len(c["packets"]) == 1 for c in sends)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import errno, fact_texts
 from leftovers import ROOT, no_peer_left_behind  # noqa: F401 (the fixture is used by name)
 
 from wirestack.labs.peers import KINDS
@@ -130,8 +131,13 @@ def _tcp(data: dict[str, Any]) -> list[dict[str, Any]]:
     return [p for p in data["packets"] if p["proto"] == "TCP"]
 
 
+def wirestack_text(data: dict[str, Any]) -> str:
+    """Every string of the JSON report, as one text (to look for a word anywhere in it)."""
+    return json.dumps(data)
+
+
 def _texts(data: dict[str, Any]) -> str:
-    return " | ".join(f["text"] for f in data["explanation"])
+    return fact_texts(data)
 
 
 def _chain(exc: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -159,16 +165,16 @@ def test_http_refusal_under_urllib_http_client_and_socket_wrapped_in_urlerror() 
     data = run("http")
     syn, rst = _refusal(data)
     outer = data["exception"]
-    assert outer["type"] == "urllib.error.URLError" and outer["errno"] is None
+    assert outer["type"] == "urllib.error.URLError" and errno(outer) is None
     inner = outer["context"]  # urllib raises URLError while handling the refusal
-    assert inner["type"] == "ConnectionRefusedError" and inner["errno"] == 111
+    assert inner["type"] == "ConnectionRefusedError" and errno(inner) == 111
     ids = [syn["id"], rst["id"]]
     for exc, module in ((outer, "urllib/request.py"), (inner, "urllib/request.py"), (inner, "http/client.py"),
                         (inner, "socket.py")):
         frames = _frames_in(exc, module)
         assert frames and all(f["packets"] == ids for f in frames), module
     connect = next(c for c in data["calls"] if c["id"] == inner["call"])
-    assert connect["op"] == "connect" and connect["errno"] == 111 and connect["packets"] == ids
+    assert connect["op"] == "connect" and errno(connect) == 111 and connect["packets"] == ids
     texts = _texts(data)
     assert "request.py turned it into urllib.error.URLError (raised while handling it)" in texts
     assert re.search(r"lie under \d+ traceback frames: <wirestack http> \(1\) → urllib/request.py \(\d+\) → "
@@ -182,7 +188,7 @@ def test_the_same_refusal_under_each_modules_own_frames(name: str, module: str) 
     data = run(name)
     syn, rst = _refusal(data)
     exc = data["exception"]
-    assert exc["type"] == "ConnectionRefusedError" and exc["errno"] == 111
+    assert exc["type"] == "ConnectionRefusedError" and errno(exc) == 111
     frames = _frames_in(exc, module)
     assert frames and all(f["packets"] == [syn["id"], rst["id"]] for f in exc["frames"])
     assert f"{module} let it through" in _texts(data)
@@ -200,12 +206,12 @@ def test_udp_datagram_then_icmp_port_unreachable_paired_with_the_failing_frame()
     q = icmp["quoted"]
     assert (q["proto"], q["sport"], q["dport"]) == ("UDP", datagram["sport"], datagram["dport"])
     exc = data["exception"]
-    assert exc["type"] == "ConnectionRefusedError" and exc["errno"] == 111
+    assert exc["type"] == "ConnectionRefusedError" and errno(exc) == 111
     failing = next(c for c in data["calls"] if c["id"] == exc["call"])
     assert failing["op"] == "recv" and icmp["id"] in failing["packets"] and icmp["calls"] == [failing["id"]]
     assert icmp["id"] in exc["frames"][-1]["packets"]
     send = next(c for c in data["calls"] if c["op"] == "send")
-    assert send["errno"] is None and send["packets"] == [datagram["id"]]
+    assert errno(send) is None and send["packets"] == [datagram["id"]]
     texts = _texts(data)
     assert "ICMP port unreachable (type 3 code 3" in texts and "recv() failed with ECONNREFUSED (111)" in texts
 
@@ -237,13 +243,16 @@ def test_timeout_retransmits_the_syn_with_measured_spacing_and_shows_it_live() -
     assert 0.8 <= first_wait <= 1.6
     assert not [p for p in _tcp(data) if p["flags"] != "S"]  # nothing came back
     exc = data["exception"]
-    assert exc["type"] == "TimeoutError" and exc["errno"] is None
+    assert exc["type"] == "TimeoutError" and errno(exc) is None
     connect = next(c for c in data["calls"] if c["id"] == exc["call"])
     assert 3.4 <= (connect["end_ns"] - connect["start_ns"]) / 1e9 <= 4.0
     assert connect["packets"] == [p["id"] for p in syns]
     texts = _texts(data)
-    assert f"the waits between the {len(syns)} copies of the SYN" in texts
-    assert "the program's own timeout ended the wait, not the kernel" in texts
+    waits = next(f for f in data["facts"] if f["kind"] == "tcp.syn_retransmits")
+    assert len(waits["waits_ns"]) == len(syns) - 1 and waits["packets"] == [p["id"] for p in syns]
+    silent = next(f for f in data["facts"] if f["kind"] == "tcp.unanswered")
+    assert silent["ended_by"] == "timeout" and silent["copies"] == len(syns)
+    assert "the client's own timeout ended the wait" in texts and "the kernel had not given up" in texts
 
     live = err.decode(errors="replace")
     assert "wirestack timeout: SYN #2 at +" in live and "next expected in ~" in live
@@ -263,12 +272,15 @@ def test_reset_rst_after_the_data_and_connection_reset_inside_smtplibs_read() ->
     outer = data["exception"]
     assert outer["type"] == "smtplib.SMTPServerDisconnected"
     inner = outer["context"]
-    assert inner["type"] == "ConnectionResetError" and inner["errno"] == 104
+    assert inner["type"] == "ConnectionResetError" and errno(inner) == 104
     failing = next(c for c in data["calls"] if c["id"] == inner["call"])
-    assert failing["op"].startswith("recv") and failing["errno"] == 104 and rst["id"] in failing["packets"]
+    assert failing["op"].startswith("recv") and errno(failing) == 104 and rst["id"] in failing["packets"]
     assert any(f["function"] == "getreply" for f in inner["frames"])
     texts = _texts(data)
-    assert "the peer reset the established connection" in texts
+    reset = next(f for f in data["facts"] if f["kind"] == "tcp.reset")
+    assert reset["sender_role"] == "server" and reset["rst"] == rst["id"] and reset["met_by"] == failing["id"]
+    assert reset["reason"] == "TCP_STATE"  # the peer closes with SO_LINGER 0: an abortive close, the kernel says
+    assert "SO_LINGER 0" in texts
     assert "smtplib.py turned it into smtplib.SMTPServerDisconnected (raised while handling it)" in texts
 
 
@@ -285,8 +297,10 @@ def test_eof_fin_and_smtpserverdisconnected() -> None:
     assert eof["end_ns"] >= fin["time_ns"]  # the read that returned end-of-file came after the FIN
     # (which call the FIN is *paired* with depends on pairing.py: on a busy machine the FIN can arrive while
     # connect() is still returning, and pairing gives it to connect(); the lesson credits the read that saw it)
-    assert f"FIN/ACK (#{fin['id']})" in _texts(data)
-    assert "recv_into() returned 0 bytes for it: end of file, and smtplib.py getreply() then raised" in _texts(data)
+    closed = next(f for f in data["facts"] if f["kind"] == "tcp.closed")
+    assert closed["first_role"] == "server" and closed["fin"] == fin["id"] and closed["sent_first"] == 0
+    assert closed["eof_call"] == eof["id"] and closed["raised"] == "smtplib.SMTPServerDisconnected"
+    assert "recv_into() at the client returned 0 bytes for it: end of file, and smtplib.py:" in _texts(data)
 
 
 @pytest.mark.capture
@@ -302,8 +316,13 @@ def test_tls_client_hello_out_cleartext_220_back_and_wrong_version_number() -> N
     exc = data["exception"]
     assert exc["type"] == "ssl.SSLError" and "WRONG_VERSION_NUMBER" in exc["message"]
     texts = _texts(data)
-    assert "a TLS ClientHello went out" in texts and "clear text: '220 " in texts
+    assert "sent a TLS ClientHello" in texts and "clear text: '220 " in texts
     assert "content type 0x32, version 0x3230" in texts
+    hello_fact = next(f for f in data["facts"] if f["kind"] == "tls.hello")
+    assert hello_fact["client"]["sockets"] and not hello_fact["server"]["sockets"] and hello_fact["reply"] == "not-tls"
+    handshake = next(c for c in data["calls"] if c["op"] == "do_handshake")
+    assert handshake["fault"]["namespace"] == "openssl" and handshake["fault"]["reason"] == "WRONG_VERSION_NUMBER"
+    assert "EPERM" not in wirestack_text(data)
 
 
 @pytest.mark.capture
@@ -329,8 +348,12 @@ def test_smtp_ok_every_segment_paired_and_the_reply_codes_on_the_wire() -> None:
     assert re.search(r"commands and replies on the wire: \(on connecting\) → 220 #\d+, EHLO #\d+ → 250 #\d+, "
                      r"MAIL #\d+ → 250 #\d+, RCPT #\d+ → 250 #\d+, DATA #\d+ → 354 #\d+, \(message\) #\d+ → "
                      r"250 #\d+, QUIT #\d+ → 221 #\d+", texts)
-    replies = [f["text"] for f in data["explanation"] if " ← '2" in f["text"] or " ← '3" in f["text"]]
-    assert replies and all("read by recv_into() under smtplib.py" in t for t in replies)
+    exchange = next(f for f in data["facts"] if f["kind"] == "app.exchange")
+    replies = [line for line in exchange["segments"] if line[1][:1] in ("2", "3")]
+    assert replies and all(line[4].startswith("read by recv_into() under smtplib.py ") for line in replies)
+    assert all(line[4].startswith("sent by sendall() under smtplib.py ") for line in exchange["segments"]
+               if line[1][:1] not in ("2", "3"))
+    assert any("ehlo()" in line[4] for line in exchange["segments"])  # which smtplib method sent or read it
 
 
 @pytest.mark.capture
@@ -345,13 +368,14 @@ def test_http_ok_request_and_response_with_request_and_getresponse() -> None:
     assert sender["op"] == "sendall" and any(f["function"] == "request" for f in sender["frames"])
     assert all(p["calls"] for p in segments)
     texts = _texts(data)
-    assert re.search(rf"#{response['id']} ← 'HTTP/1.0 200 OK' \(\d+ bytes\): read by recv_into\(\) under "
+    assert re.search(rf"#{response['id']} 'HTTP/1.0 200 OK' \(\d+ bytes\): read by recv_into\(\) under "
                      r"http/client.py getresponse\(\)", texts)
-    assert f"GET / HTTP/1.1 #{request['id']} → HTTP/1.0 200 OK #{response['id']}" in texts
+    assert f"GET / #{request['id']} → 200 #{response['id']}" in texts
     # HTTP/1.0: both sides close after the response; whose FIN comes first varies, and the report says which
     first_fin = next(p for p in _tcp(data) if "F" in p["flags"])
     peer_first = first_fin["sport"] == request["dport"]
-    assert ("the peer closed its side first" in texts) is peer_first
+    closed = next(f for f in data["facts"] if f["kind"] == "tcp.closed")
+    assert closed["first_role"] == ("server" if peer_first else "client") and closed["fin"] == first_fin["id"]
 
 
 @pytest.mark.capture
@@ -378,7 +402,8 @@ def test_a_given_port_for_a_closed_scenario_starts_no_peer_and_follows_the_data(
     assert flags[:3] == ["S", "SA", "A"] and "RA" not in flags[:3]
     assert data["exception"] is None and data["exit_code"] == 0
     texts = _texts(data)
-    assert f"127.0.0.1:{port} accepted the connection" in texts and "nothing listened" not in texts
+    assert f"the server 127.0.0.1:{port}: SYN/ACK" in texts and "the handshake completed" in texts
+    assert not any(f["kind"] == "tcp.refused" for f in data["facts"])
     assert "'+OK POP3 ready'" in texts and "(on connecting) → +OK" in texts
 
 

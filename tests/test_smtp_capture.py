@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import run_json, wirestack
+from conftest import errno, fact_texts, run_json, wirestack
 
 pytestmark = pytest.mark.capture
 
@@ -34,7 +34,7 @@ def test_seed_yields_one_syn_to_464_and_one_rst_ack_paired_with_all_frames(workd
     assert data["capture"]["dropped"] == 0 and data["capture"]["packets"] == 2
 
     exc = data["exception"]
-    assert exc["type"] == "ConnectionRefusedError" and exc["errno"] == 111
+    assert exc["type"] == "ConnectionRefusedError" and errno(exc) == 111
     names = [(Path(f["file"]).name, f["function"]) for f in exc["frames"]]
     assert names == [("<wirestack smtp>", "<module>"), ("smtplib.py", "__init__"), ("smtplib.py", "connect"),
                      ("smtplib.py", "_get_socket"), ("socket.py", "create_connection"),
@@ -44,14 +44,17 @@ def test_seed_yields_one_syn_to_464_and_one_rst_ack_paired_with_all_frames(workd
     assert all(f["packets"] == ids for f in exc["frames"])
 
     connect = next(c for c in data["calls"] if c["id"] == exc["call"])
-    assert connect["op"] == "connect" and connect["errno"] == 111 and connect["remote"] == ["127.0.0.1", 464]
+    assert connect["op"] == "connect" and errno(connect) == 111 and connect["remote"] == ["127.0.0.1", 464]
     assert connect["packets"] == ids
     assert connect["start_ns"] <= syn["time_ns"] and Path(connect["frames"][-1]["file"]).name == "socket.py"
     gai = next(c for c in data["calls"] if c["op"] == "getaddrinfo")
     assert gai["args"] == {"host": "127.0.0.1", "port": 66000}
-    texts = " | ".join(f["text"] for f in data["explanation"])
+    texts = fact_texts(data)
     assert "port 66000 does not fit in 16 bits: getaddrinfo turned it into 464" in texts
-    assert "answered the SYN with RST/ACK" in texts and "nothing listened on 127.0.0.1:464" in texts
+    refusal = next(f for f in data["facts"] if f["kind"] == "tcp.refused")
+    assert (refusal["syn"], refusal["rst"], refusal["reason"], refusal["call"]) == (syn["id"], rst["id"], "NO_SOCKET",
+                                                                                    connect["id"])
+    assert "was answered with RST/ACK" in texts and "no socket was listening on 127.0.0.1:464" in texts
     assert "socket.py raised it as ConnectionRefusedError; smtplib.py let it through" in texts
 
 
@@ -98,9 +101,9 @@ def test_ipv6_host(workdir: Path) -> None:
     packets = _tcp(data)
     assert [(p["src"], p["dst"], p["flags"]) for p in packets] == [("::1", "::1", "S"), ("::1", "::1", "RA")]
     assert packets[0]["dport"] == 2525
-    assert data["exception"]["errno"] == 111
+    assert errno(data["exception"]) == 111
     assert all(f["packets"] == [1, 2] for f in data["exception"]["frames"])
-    assert not any("16 bits" in f["text"] for f in data["explanation"])  # 2525 needs no wrapping
+    assert not any("16 bits" in f["text"] for f in data["facts"])  # 2525 needs no wrapping
 
 
 def test_a_listener_on_the_port_is_reported_as_what_happened(workdir: Path) -> None:
@@ -124,8 +127,9 @@ def test_a_listener_on_the_port_is_reported_as_what_happened(workdir: Path) -> N
     assert data["exception"] is None
     flags = [p["flags"] for p in _tcp(data)]
     assert flags[:3] == ["S", "SA", "A"] and "RA" not in flags
-    texts = " | ".join(f["text"] for f in data["explanation"])
-    assert f"127.0.0.1:{port} accepted the connection" in texts and "nothing listened" not in texts
+    texts = fact_texts(data)
+    assert f"the server 127.0.0.1:{port}: SYN/ACK" in texts and "the handshake completed" in texts
+    assert not any(f["kind"] == "tcp.refused" for f in data["facts"])
     recv = [c for c in data["calls"] if c["op"].startswith("recv") and c["packets"]]
     assert recv, "the banner segment is paired with the recv that read it"
 
@@ -134,7 +138,7 @@ def test_unresolvable_host_is_a_result_not_a_crash(workdir: Path) -> None:
     data = run_json("smtp", "--host", "no-such-host.invalid", "--no-pcap")
     assert data["exception"]["type"] == "socket.gaierror"
     assert not _tcp(data)
-    assert any("getaddrinfo('no-such-host.invalid', 66000) failed" in f["text"] for f in data["explanation"])
+    assert any("getaddrinfo('no-such-host.invalid', 66000) failed" in f["text"] for f in data["facts"])
 
 
 def test_other_loopback_traffic_stays_out(workdir: Path) -> None:

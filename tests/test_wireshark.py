@@ -14,7 +14,7 @@ from conftest import wirestack
 from test_pcapng import _trace
 
 from wirestack.commands import wireshark
-from wirestack.formats.pcapng import blocks, comment, quote
+from wirestack.output.annotate import blocks, comment, quote
 from wirestack.report import build_report
 
 TSHARK = shutil.which("tshark")
@@ -37,9 +37,10 @@ def test_comment_keeps_the_sentence_and_adds_key_value_pairs() -> None:
     text = comment(c, "sent", 2)
     assert text.startswith("sent by connect() → ECONNREFUSED (111) at socket.py:836 create_connection ← "
                            "smtplib.py:312 _get_socket")
-    assert text.endswith('[wirestack call=7 op=connect role=sent errno=111 errname=ECONNREFUSED socket=2 '
-                         'thread="Worker 1" frame="socket.py:836 create_connection" frame="smtplib.py:312 _get_socket"'
-                         ' frame="smtplib.py:341 connect" frame="smtplib.py:255 __init__" frame="<stdin>:1 <module>"]')
+    assert text.endswith('[wirestack call=7 op=connect role=sent namespace=errno error=ECONNREFUSED errno=111 '
+                         'errname=ECONNREFUSED socket=2 thread="Worker 1" frame="socket.py:836 create_connection" '
+                         'frame="smtplib.py:312 _get_socket" frame="smtplib.py:341 connect" frame="smtplib.py:255 '
+                         '__init__" frame="<stdin>:1 <module>"]')
     assert quote('a "b" \\ c') == '"a \\"b\\" \\\\ c"' and quote("plain") == "plain" and quote("") == '""'
 
 

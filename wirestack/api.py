@@ -19,9 +19,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from .record.assemble import build_trace
 from .record.capture import CaptureWorker
+from .record.loader import Loader
 from .record.probe import Probe, exception_dict
-from .record.runner import Client, build_trace
+from .record.runner import Client, Recording
 from .report import Report, build_report
 
 
@@ -30,7 +32,7 @@ class Tracing:
         self.interface = interface
         self.title = title
         self.report: Report | None = None
-        self._records: list[dict[str, Any]] = []
+        self._records: list[Any] = []
         self._worker: CaptureWorker | None = None
         self._probe: Probe | None = None
         self._started = 0
@@ -48,18 +50,20 @@ class Tracing:
         probe.flush()
         probe.uninstall()
         if ev is not None:
-            self._records.append({"kind": "exception", "pid": os.getpid(),
-                                  **exception_dict(ev, probe, probe.is_hidden)})
+            self._records.append({"kind": "exception", **exception_dict(ev, probe, probe.is_hidden)})
         capture = worker.finish()  # closing its stdin tells it to drain and hand over the frames
-        trace = build_trace(Client(self.title, "with wirestack.trace(): ..."), capture, self._records, self._started,
-                            None, os.getpid())
-        self.report = build_report(trace)
+        loader = Loader()
+        loader.feed(self._records)
+        recording = Recording(Client(self.title, "with wirestack.trace(): ..."), capture.interface, capture.frames,
+                              capture.linktype, len(capture.frames), capture.dropped, loader, self._started, None,
+                              os.getpid(), kernel_off="kernel layer off: wirestack.trace() records no kernel layer")
+        self.report = build_report(build_trace(recording))
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the capture as pcapng, each packet annotated with the call and frames that caused it."""
         from dataclasses import replace
 
-        from .formats.pcapng import blocks
+        from .output.annotate import blocks
         from .output.files import write
 
         if self.report is None:

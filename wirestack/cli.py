@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -199,8 +198,7 @@ def _run_scenario(args: argparse.Namespace) -> int:
     from .labs.peers import running
     from .labs.progress import Live, Watch, columns
     from .labs.scenarios import catalogue
-    from .model import Trace
-    from .record.runner import run_traced
+    from .record.runner import Recording, run_traced
 
     scenario = catalogue()[args.command]
     host = scenario.default_host if args.host is None else args.host
@@ -214,7 +212,7 @@ def _run_scenario(args: argparse.Namespace) -> int:
         sys.stderr.write(text)
         sys.stderr.flush()
 
-    def runner() -> Trace:
+    def runner() -> Recording:
         peer: AbstractContextManager[int | None] = (
             running(kind, host, args.port or 0) if kind is not None
             else nullcontext(scenario.default_port if args.port is None else args.port))
@@ -231,7 +229,7 @@ def _run_scenario(args: argparse.Namespace) -> int:
 
 def _run_program(args: argparse.Namespace, program: list[str]) -> int:
     from .output.files import invoking_user
-    from .record.runner import Client
+    from .record.runner import Client, Recording
 
     if not program or program[0] in ("-m", "-c") and len(program) < 2:
         return _fail(f"run needs a program: {RUN_USAGE}")
@@ -248,11 +246,10 @@ def _run_program(args: argparse.Namespace, program: list[str]) -> int:
         return _fail(f"no such interpreter: {args.python}")
     if args.timeout is not None and args.timeout <= 0:
         return _fail("--timeout must be a positive number of seconds")
-    client = Client(f"run {stem}", mode=mode, target=target, args=tuple(rest), isolated=False, quiet=False,
-                    python=shutil.which(python) or python)
+    client = Client(f"run {stem}", mode=mode, target=target, args=tuple(rest), python=shutil.which(python) or python)
     user = None if args.as_root else invoking_user()
 
-    def runner() -> Any:
+    def runner() -> Recording:
         from .record.runner import run_traced
 
         return run_traced(client, args.interface, timeout=args.timeout, user=user, **_limits(args))
@@ -265,7 +262,7 @@ def _execute(args: argparse.Namespace, runner: Callable[[], Any], name: str, *, 
     the report. For a program (`run`), the report goes to stderr (stdout is the program's) and wirestack exits
     with the program's status."""
     from .labs.peers import PeerError
-    from .output.files import OutputError, check_writable, default_path, write
+    from .output.files import OutputError, check_writable, default_path
     from .record.capture import CaptureError
     from .record.runner import Interrupted, ProgramError, Stop, deferred_signal, pause_for_tests, stop_on_signals
 
@@ -287,50 +284,40 @@ def _execute(args: argparse.Namespace, runner: Callable[[], Any], name: str, *, 
     code = 0
     stop_on_signals()
     try:
-        trace = runner()
+        recording = runner()
     except (CaptureError, ProgramError, PeerError) as exc:
         return _fail(str(exc))
     except Interrupted as exc:
-        trace, code = exc.trace, 128 + exc.signum
-        print(f"wirestack: interrupted: saving what was recorded ({len(trace.packets)} packets)", file=sys.stderr)
+        recording, code = exc.recording, 128 + exc.signum
+        print(f"wirestack: interrupted: saving what was recorded ({len(recording.frames):,} frames)",
+              file=sys.stderr)
     except Stop as exc:  # before the client ran (while the peer started), or while the peer was stopped
         return _fail("interrupted before the client ran", 128 + exc.signum)
-    if program and not code and trace.exit_code is not None:
-        code = trace.exit_code if trace.exit_code >= 0 else 128 - trace.exit_code
+    if program and not code and recording.returncode is not None:
+        code = recording.returncode if recording.returncode >= 0 else 128 - recording.returncode
 
     from dataclasses import replace
 
+    from .record.assemble import build_trace
     from .report import build_report
 
+    pause_for_tests("analyse")
+    trace = build_trace(recording)
     if pcap is not None:
         trace = replace(trace, capture=replace(trace.capture, file=str(pcap)))
     trace = _with_app_layer(trace)
     report = build_report(trace)
     pause_for_tests("write")
-    failed_output: str | None = None
-    try:
-        if pcap is not None:
-            from .formats.pcapng import blocks
-
-            write(pcap, blocks(report), force=args.force, create_folder=not args.write)
-        if json_path is not None:
-            write(json_path, [_json(report).encode()], force=args.force)
-        _write_pictures(args, report)
-    except OutputError as exc:
-        failed_output = str(exc)  # the report is still shown below: what was recorded is not lost from view
+    failed_output = _write_outputs(args, report, pcap, json_path)
+    if failed_output is not None:
         pcap = None
 
     if args.json == "-":
-        sys.stdout.write(_json(report))
-    else:
-        from .output.text import render_text
+        from .output.json import JsonRenderer
 
-        out = sys.stderr if program else sys.stdout
-        tty = out.isatty()
-        color = not args.no_color and "NO_COLOR" not in os.environ and tty
-        width = args.width or (shutil.get_terminal_size((100, 24)).columns if tty else 100)
-        out.write(render_text(report, width=width, color=color, show_all=args.all))
-        out.flush()
+        sys.stdout.write(JsonRenderer().render(report))
+    else:
+        _show(report, sys.stderr if program else sys.stdout, args)
     if pcap is not None:
         print(f"wirestack: wrote {pcap}", file=sys.stderr)
     if failed_output is not None:
@@ -345,15 +332,44 @@ def _execute(args: argparse.Namespace, runner: Callable[[], Any], name: str, *, 
     return code
 
 
-def _json(report: Any) -> str:
-    """The report as JSON: indented when small; compact when large (the indenting encoder is pure Python)."""
-    from .report import to_json
+def _show(report: Any, out: Any, args: argparse.Namespace) -> None:
+    from .output.text import TextRenderer
 
-    big = len(report.trace.calls) + len(report.trace.packets) > 5000
-    return json.dumps(to_json(report), indent=None if big else 2) + "\n"
+    tty = out.isatty()
+    color = not args.no_color and "NO_COLOR" not in os.environ and tty
+    width = args.width or (shutil.get_terminal_size((100, 24)).columns if tty else 100)
+    out.write(TextRenderer(width, color, getattr(args, "all", False)).render(report))
+    out.flush()
 
 
-# --- read, wireshark, pictures (issue 5) ---------------------------------------------------------------------
+def _write_outputs(args: argparse.Namespace, report: Any, pcap: Path | None, json_path: Path | None) -> str | None:
+    """Every file asked for; the first error as one line (the report is still shown: nothing recorded is lost
+    from view)."""
+    from .output.files import OutputError, write
+    from .output.renderers import by_name, render_bytes
+
+    jobs: list[tuple[Path, str, bool]] = []
+    if pcap is not None:
+        jobs.append((pcap, "pcapng", not args.write))
+    if json_path is not None:
+        jobs.append((json_path, "json", False))
+    for name in ("svg", "html"):
+        if getattr(args, name, None):
+            jobs.append((Path(getattr(args, name)), name, False))
+    for path, kind, folder in jobs:
+        try:
+            if kind == "pcapng":
+                from .output.annotate import blocks
+
+                write(path, blocks(report), force=args.force, create_folder=folder)
+            else:
+                write(path, [render_bytes(by_name(kind), report)], force=args.force)
+        except OutputError as exc:
+            return str(exc)
+    return None
+
+
+# --- read, wireshark, pictures -------------------------------------------------------------------------------
 
 def _check_extras(args: argparse.Namespace, pcap: Path | None) -> None:
     """Before anything runs: the picture files can be written, and --open can be honoured."""
@@ -379,23 +395,11 @@ def _with_app_layer(trace: Any) -> Any:
 
     labels, note = decode(trace.packets, trace.capture.linktype)
     if labels:
-        trace = replace(trace, packets=tuple(replace(p, app=labels.get(p.id, "")) for p in trace.packets))
+        trace = replace(trace, packets=tuple(replace(p, app=labels[p.id]) if p.id in labels else p
+                                             for p in trace.packets))
     if note:
         trace = replace(trace, notes=(*trace.notes, note))
     return trace
-
-
-def _write_pictures(args: argparse.Namespace, report: Any) -> None:
-    from .output.files import write
-
-    if getattr(args, "svg", None):
-        from .output.picture import render_svg
-
-        write(Path(args.svg), [render_svg(report).encode()], force=args.force)
-    if getattr(args, "html", None):
-        from .output.picture import render_html
-
-        write(Path(args.html), [render_html(report).encode()], force=args.force)
 
 
 def _open_in_wireshark(path: Path) -> None:
@@ -411,34 +415,26 @@ def _open_in_wireshark(path: Path) -> None:
 def _read(args: argparse.Namespace) -> int:
     from .commands.read import load
     from .formats.reader import ReadError
-    from .output.files import OutputError, write
+    from .output.files import OutputError, check_writable
 
     json_path = Path(args.json) if args.json and args.json != "-" else None
     try:
-        for path in (json_path,):
-            if path is not None:
-                from .output.files import check_writable
-
-                check_writable(path, args.force)
+        if json_path is not None:
+            check_writable(json_path, args.force)
         _check_extras(args, Path(args.file))
         loaded = load(args.file)
     except (ReadError, OutputError) as exc:
         return _fail(str(exc))
-    report: Any = loaded.report if loaded.report is not None else loaded.wire
-    try:
-        if json_path is not None:
-            write(json_path, [json.dumps(loaded.json(), indent=2).encode() + b"\n"], force=args.force)
-        _write_pictures(args, report)
-    except OutputError as exc:
-        return _fail(str(exc))
+    args.no_pcap, args.write = True, None
+    failed = _write_outputs(args, loaded.report, None, json_path)
+    if failed is not None:
+        return _fail(failed)
     if args.json == "-":
-        sys.stdout.write(json.dumps(loaded.json(), indent=2) + "\n")
+        from .output.json import JsonRenderer
+
+        sys.stdout.write(JsonRenderer().render(loaded.report))
     else:
-        tty = sys.stdout.isatty()
-        color = not args.no_color and "NO_COLOR" not in os.environ and tty
-        width = args.width or (shutil.get_terminal_size((100, 24)).columns if tty else 100)
-        sys.stdout.write(loaded.text(width=width, color=color))
-        sys.stdout.flush()
+        _show(loaded.report, sys.stdout, args)
     if args.open:
         _open_in_wireshark(Path(args.file))
     if loaded.error:

@@ -77,26 +77,34 @@ def address(value: object) -> object:
     return value
 
 
+from wirestack.record import items as layout  # noqa: E402
+
 norm = []
 for item in items:
+    if isinstance(item, dict):
+        continue
     item = list(item)
     kind = item[0]
+    names = layout.LAYOUTS[kind]
+    at = {n: i for i, n in enumerate(names)}
     if kind in ("call", "data"):
-        item[1] = item[4] = item[5] = item[-1] = 0  # id, start, end, pid
-        item[6] = [[number("code", code), line] for _, code, line in item[6]]  # frame instances differ
-        item[7] = number("socket", item[7])
+        for field in ("id", "start", "end", "pid"):
+            item[at[field]] = 0
+        item[at["tid"]] = number("tid", item[at["tid"]])
+        item[at["stack"]] = [[number("code", code), line] for _, code, line in item[at["stack"]]]
+        item[at["socket"]] = number("socket", item[at["socket"]])
+        item[at["remote"]] = address(item[at["remote"]])
         if kind == "call":
-            item[12], item[13] = address(item[12]), address(item[13])
-            item[14] = {k: number("port", v) if k == "port" else address(v) for k, v in item[14].items()}
-            if item[2] in ("socket", "getaddrinfo"):
-                item[15] = None  # a file descriptor, resolved addresses
-        else:
-            item[10] = address(item[10])
+            item[at["local"]] = address(item[at["local"]])
+            item[at["args"]] = {k: number("port", v) if k == "port" else address(v) for k, v in item[at["args"]].items()
+                                if k != "timeout"}
+            if item[at["op"]] in ("socket", "getaddrinfo"):
+                item[at["result"]] = None  # a file descriptor, resolved addresses
     elif kind == "socket":
         item[1] = number("socket", item[1])
     elif kind == "local":
         item[1], item[2] = number("socket", item[1]), address(item[2])
-    elif kind == "code":
+    elif kind in ("code", "line"):
         item[1] = number("code", item[1])
     norm.append(item)
 result["items"] = json.loads(json.dumps(norm, default=str))

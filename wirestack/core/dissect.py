@@ -57,35 +57,54 @@ def _ip_layer(frame: bytes, linktype: int) -> tuple[int, int] | None:
     return ethertype, offset
 
 
-def _ipv4(buf: bytes, off: int) -> tuple[str, str, int, int, int] | None:
-    """(src, dst, protocol, offset of the transport header, end of the datagram)."""
+_NAMES: dict[bytes, str] = {}  # raw address -> text: a capture holds few distinct addresses
+
+
+def _name(raw: bytes) -> str:
+    name = _NAMES.get(raw)
+    if name is None:
+        if len(_NAMES) > 65536:
+            _NAMES.clear()
+        name = _NAMES[raw] = socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6, raw)
+    return name
+
+
+def _ipv4(buf: bytes, off: int) -> tuple[str, str, int, int, int, int] | None:
+    """(src, dst, protocol, offset of the transport header, end of the datagram, TTL)."""
     if len(buf) < off + 20:
         return None
-    ihl = (buf[off] & 0x0F) * 4
+    ihl = max((buf[off] & 0x0F) * 4, 20)
     total = struct.unpack_from("!H", buf, off + 2)[0]
     proto = buf[off + 9]
-    src = socket.inet_ntop(socket.AF_INET, buf[off + 12 : off + 16])
-    dst = socket.inet_ntop(socket.AF_INET, buf[off + 16 : off + 20])
+    src = _name(bytes(buf[off + 12 : off + 16]))
+    dst = _name(bytes(buf[off + 16 : off + 20]))
     end = min(len(buf), off + total) if total else len(buf)
-    return src, dst, proto, off + ihl, end
+    if struct.unpack_from("!H", buf, off + 6)[0] & 0x1FFF:  # a fragment after the first: no transport header
+        proto = -1
+    return src, dst, proto, off + ihl, end, buf[off + 8]
 
 
 _IPV6_EXT = {0, 43, 60}  # hop-by-hop, routing, destination options
 
 
-def _ipv6(buf: bytes, off: int) -> tuple[str, str, int, int, int] | None:
+def _ipv6(buf: bytes, off: int) -> tuple[str, str, int, int, int, int] | None:
     if len(buf) < off + 40:
         return None
     plen = struct.unpack_from("!H", buf, off + 4)[0]
     nxt = buf[off + 6]
-    src = socket.inet_ntop(socket.AF_INET6, buf[off + 8 : off + 24])
-    dst = socket.inet_ntop(socket.AF_INET6, buf[off + 24 : off + 40])
+    src = _name(bytes(buf[off + 8 : off + 24]))
+    dst = _name(bytes(buf[off + 24 : off + 40]))
     end = min(len(buf), off + 40 + plen)
     pos = off + 40
     while nxt in _IPV6_EXT and pos + 8 <= end:
         nxt, hlen = buf[pos], (buf[pos + 1] + 1) * 8
         pos += hlen
-    return src, dst, nxt, pos, end
+    if nxt == 44:  # a fragment header: only the first fragment has the transport header
+        if pos + 8 > end:
+            return None
+        first = not struct.unpack_from("!H", buf, pos + 2)[0] & 0xFFF8
+        nxt, pos = (buf[pos], pos + 8) if first else (-1, pos + 8)
+    return src, dst, nxt, pos, end, buf[off + 7]
 
 
 def _quoted(buf: bytes, off: int, end: int) -> Quoted | None:
@@ -96,7 +115,7 @@ def _quoted(buf: bytes, off: int, end: int) -> Quoted | None:
     ip = _ipv4(buf, off) if version == 4 else _ipv6(buf, off) if version == 6 else None
     if ip is None:
         return None
-    src, dst, proto, t, _ = ip
+    src, dst, proto, t, _, _ = ip
     name = {6: "TCP", 17: "UDP"}.get(proto, str(proto))
     sport = dport = 0
     if name in ("TCP", "UDP") and len(buf) >= t + 4:
@@ -107,11 +126,15 @@ def _quoted(buf: bytes, off: int, end: int) -> Quoted | None:
 def dissect(pid: int, time_ns: int, frame: bytes, linktype: int = LINKTYPE_ETHERNET, wirelen: int = 0) -> Packet:
     """Decode one captured frame into a `Packet` with id `pid`."""
     length = wirelen or len(frame)
-    other = Packet(pid, time_ns, "other", "", "", length=length, raw=frame)
     link = _ip_layer(frame, linktype)
     if link is None:
-        return other
+        return Packet(pid, time_ns, "other", "", "", length=length, raw=frame, link=linktype)
     ethertype, off = link
+    if ethertype == 0x0806 and len(frame) >= off + 28:  # ARP over Ethernet/IPv4: who has TPA, tell SPA
+        op = struct.unpack_from("!H", frame, off + 6)[0]
+        return Packet(pid, time_ns, "ARP", _name(bytes(frame[off + 14 : off + 18])),
+                      _name(bytes(frame[off + 24 : off + 28])), length=length, icmp=(op, 0), raw=frame,
+                      link=linktype)
     if ethertype == 0x0800:
         ip = _ipv4(frame, off)
         icmp_proto, icmp_name = 1, "ICMP"
@@ -119,24 +142,24 @@ def dissect(pid: int, time_ns: int, frame: bytes, linktype: int = LINKTYPE_ETHER
         ip = _ipv6(frame, off)
         icmp_proto, icmp_name = 58, "ICMPv6"
     else:
-        return other
+        return Packet(pid, time_ns, "other", "", "", length=length, raw=frame, link=linktype)
     if ip is None:
-        return other
-    src, dst, proto, t, end = ip
+        return Packet(pid, time_ns, "other", "", "", length=length, raw=frame, link=linktype)
+    src, dst, proto, t, end, ttl = ip
     if proto == 6 and end >= t + 20:
-        sport, dport, seq, ack, off_flags = struct.unpack_from("!HHIIH", frame, t)
-        hlen = (off_flags >> 12) * 4
+        sport, dport, seq, ack, off_flags, window = struct.unpack_from("!HHIIHH", frame, t)
+        hlen = max((off_flags >> 12) * 4, 20)
         return Packet(pid, time_ns, "TCP", src, dst, sport, dport, tcp_flags(off_flags & 0x1FF), seq, ack,
-                      length, bytes(frame[t + hlen : end]), raw=frame)
+                      length, bytes(frame[t + hlen : end]), raw=frame, window=window, ttl=ttl, link=linktype)
     if proto == 17 and end >= t + 8:
         sport, dport = struct.unpack_from("!HH", frame, t)
         return Packet(pid, time_ns, "UDP", src, dst, sport, dport, length=length,
-                      payload=bytes(frame[t + 8 : end]), raw=frame)
+                      payload=bytes(frame[t + 8 : end]), raw=frame, ttl=ttl, link=linktype)
     if proto == icmp_proto and end >= t + 4:
         itype, icode = frame[t], frame[t + 1]
         # Error messages quote the offending datagram after a 4-byte unused/MTU field.
         errors = (3, 4, 5, 11, 12) if icmp_proto == 1 else (1, 2, 3, 4)
         quoted = _quoted(frame, t + 8, end) if itype in errors else None
         return Packet(pid, time_ns, icmp_name, src, dst, length=length, payload=bytes(frame[t + 4 : end]),
-                      icmp=(itype, icode), quoted=quoted, raw=frame)
-    return Packet(pid, time_ns, "other", src, dst, length=length, raw=frame)
+                      icmp=(itype, icode), quoted=quoted, raw=frame, ttl=ttl, link=linktype)
+    return Packet(pid, time_ns, "other", src, dst, length=length, raw=frame, ttl=ttl, link=linktype)

@@ -1,286 +1,387 @@
-"""Kernel events: tracefs text to `KernelEvent` records, and their pairing with calls and packets. Pure.
+"""Kernel events joined to calls, flows, sockets and packets. Pure.
 
-Pairing rules (the packet rules of `pairing.py`, applied to what the kernel tells):
-- syscall enter/exit events pair with the probe's call that was running in the same process at that time;
-  syscalls outside every probed call (the interpreter reading files, ...) are left out;
-- flow events (state changes, resets, error reports, retransmissions, ICMP sends) go to the traced socket of
-  their flow and to the call on it running then (or just before/after, within the tolerance); a state change
-  to SYN_SENT, logged before the port is chosen (sport=0), goes to the connect() running in that process;
-- each one is also tied to the packet it concerns: tcp_send_reset to the RST it sent, tcp_receive_reset to the
-  RST that arrived, a retransmission to the segment sent again, icmp_send to the ICMP error; kfree_skb has no
-  addresses: it joins the reset or ICMP event with the same skb address (the segment that found no socket);
-- events that tie to no traced socket or call are other programs' and are left out.
-Timestamps: tracefs prints its clock in microseconds; wirestack's sync markers (realtime written into the trace)
-bring them onto the packets' and calls' clock, so they are as precise as a microsecond.
+The joins, each on keys the kernel itself gives (never "whatever call happened to run"):
+- **Syscalls** (enter/exit of connect, accept, close) carry the thread id (`common_pid` is the *thread*): each
+  thread's syscalls are matched, in order, to that thread's recorded calls of the same operation whose window
+  holds them. A syscall inside a call of another kind is C code working for that call (glibc's resolver
+  connects its UDP socket inside getaddrinfo()); any other syscall is the interpreter's own and is left out.
+- **Flow events** (state changes, resets, error reports, retransmissions) carry a 4-tuple: they belong to the
+  flow of that 4-tuple at that time, and to the traced socket at the end the event names, whichever end that
+  is (both may be traced). tcp_send_reset is told by the sender of the RST: its socket when it has one
+  (`skaddr` not 0), else (no socket: NO_SOCKET) the event concerns the socket the RST goes to. A state change
+  logged before the port is chosen (CLOSE → SYN_SENT, sport 0) joins by the kernel socket's address (`skaddr`)
+  to the later events of the same socket, and to the connect() the same thread is in. No-op transitions
+  (a state to itself) are dropped.
+- **kfree_skb** has no addresses: it joins the reset or ICMP error sent for the same skb (`skbaddr`), within a
+  millisecond (skb addresses are reused within milliseconds), and its packet is the segment that came in just
+  before on that flow.
+- **Packets**: tcp_send_reset to the RST it sent, tcp_receive_reset to the RST that arrived, a retransmission to
+  the segment sent again, icmp_send to the ICMP error.
+Events that join nothing traced are other programs' and are dropped. Timestamps: tracefs prints microseconds,
+so joins allow `SLACK_NS`.
 """
 
 from __future__ import annotations
 
-import re
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 
 from ..model import Addr, Call, KernelEvent, Packet
-from .pairing import TOLERANCE_NS, KernelPairing, Timeline, candidates, choose, endpoints, index_endpoints, norm_host
+from .flows import Flow
+from .pairing import TOLERANCE_NS, Alignment, Timeline, norm_host
 
-_LINE = re.compile(r"^\s*(?P<comm>.*?)-(?P<pid>\d+)\s+(?:\(\s*[\d-]+\)\s+)?\[(?P<cpu>\d+)\]\s+(?P<flags>\S+)\s+"
-                   r"(?P<sec>\d+)\.(?P<usec>\d{6}):\s(?P<body>.*)$")
-_ENTER = re.compile(r"^sys_(?P<name>\w+)\((?P<args>.*)\)$")
-_EXIT = re.compile(r"^sys_(?P<name>\w+) -> (?P<ret>0x[0-9a-f]+)$")
-_EVENT = re.compile(r"^(?P<name>\w+): (?P<rest>.*)$")
-_ICMP = re.compile(r"type=(?P<type>\d+), code=(?P<code>\d+)\. From (?P<src>\S+):(?P<sport>\d+) to "
-                   r"(?P<dst>\S+):(?P<dport>\d+) ulen=(?P<ulen>\d+) skbaddr=(?P<skbaddr>\S+)")
-_FIELD = re.compile(r"(\w+)=(\S+)")
-NET = {"inet_sock_set_state", "tcp_send_reset", "tcp_receive_reset", "inet_sk_error_report", "tcp_retransmit_skb",
-       "tcp_retransmit_synack", "kfree_skb", "icmp_send"}
+SLACK_NS = 20_000  # tracefs prints microseconds and the sync markers carry a few µs of error
+SKB_NS = 1_000_000  # a kfree_skb and the reset/ICMP it caused are this close
+PACKET_NS = 2_000_000  # an event and the packet it is about
+SYSCALL_OPS = {"connect": frozenset({"connect", "connect_ex"}), "accept4": frozenset({"accept"}),
+               "accept": frozenset({"accept"}), "close": frozenset({"close"})}
+FLOW_EVENTS = frozenset({"inet_sock_set_state", "tcp_send_reset", "tcp_receive_reset", "inet_sk_error_report",
+                         "tcp_retransmit_skb", "tcp_retransmit_synack", "icmp_send"})
 
 
-_SYNC = re.compile(r"tracing_mark_write: wirestack-sync (\d+)")
+@dataclass(frozen=True, slots=True)
+class KernelLink:
+    event: int
+    call: int | None
+    packets: tuple[int, ...] = ()
+    flow: int | None = None
+    sockets: tuple[int, ...] = ()
 
 
-def parse(text: str, offset_ns: int = 0) -> list[KernelEvent]:
-    """tracefs `trace` text to events (ids 0), times moved onto CLOCK_REALTIME: by the sync markers wirestack
-    writes into the trace (each holds the realtime clock when written; the trace clock stamps it too) when there
-    are any, else by `offset_ns` (trace clock minus realtime)."""
-    out: list[KernelEvent] = []
-    syncs = []
-    for line in text.splitlines():
-        if "wirestack-sync" in line and (m := _LINE.match(line)) and (s := _SYNC.search(m["body"])):
-            syncs.append(int(m["sec"]) * 1_000_000_000 + int(m["usec"]) * 1000 - int(s.group(1)))
-    if syncs:
-        offset_ns = sum(syncs) // len(syncs)
-    for line in text.splitlines():
-        if line.startswith("#"):
-            continue
-        m = _LINE.match(line)
-        if m is None:
-            continue
-        t = int(m["sec"]) * 1_000_000_000 + int(m["usec"]) * 1000 - offset_ns
-        pid, body = int(m["pid"]), m["body"]
-        if e := _ENTER.match(body):
-            fields = dict(kv.split(": ", 1) for kv in e["args"].split(", ") if ": " in kv)
-            out.append(KernelEvent(0, t, f"sys_enter_{e['name']}", pid, fields))
-        elif x := _EXIT.match(body):
-            ret = int(x["ret"], 16)
-            out.append(KernelEvent(0, t, f"sys_exit_{x['name']}", pid,
-                                   {"ret": str(ret - (1 << 64) if ret >= 1 << 63 else ret)}))
-        elif ev := _EVENT.match(body):
-            name, rest = ev["name"], ev["rest"]
-            if name == "tracing_mark_write":
-                continue
-            if name == "icmp_send" and (i := _ICMP.search(rest)):
-                fields = i.groupdict()
-            else:
-                fields = dict(_FIELD.findall(rest.replace("reason: ", "reason=")))
-            out.append(KernelEvent(0, t, name, pid, fields))
-    return out
+@dataclass(frozen=True)
+class KernelView:
+    links: dict[int, KernelLink] = field(default_factory=dict)  # by event id
+    of_call: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    of_packet: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    of_flow: dict[int, tuple[int, ...]] = field(default_factory=dict)
+
+    def for_call(self, call_id: int) -> tuple[int, ...]:
+        return self.of_call.get(call_id, ())
+
+    def for_packet(self, packet_id: int) -> tuple[int, ...]:
+        return self.of_packet.get(packet_id, ())
+
+    def for_flow(self, flow_id: int) -> tuple[int, ...]:
+        return self.of_flow.get(flow_id, ())
 
 
-def _addr(fields: dict[str, str], which: str) -> Addr:
+def addr(fields: dict[str, str], which: str) -> Addr:
     """('127.0.0.1', 464) from saddr/sport (or daddr/dport); IPv6 from saddrv6 when the family says so."""
     host = fields.get(f"{which}addrv6" if fields.get("family") == "AF_INET6" else f"{which}addr", "")
-    return norm_host(host), int(fields.get(f"{which}port", "0") or 0)
+    try:
+        port = int(fields.get(f"{which}port", "0") or 0)
+    except ValueError:
+        port = 0
+    return norm_host(host), port
 
 
-def _hostport(text: str) -> Addr:
+def is_null(pointer: str) -> bool:
+    """A kernel pointer as tracefs prints it ("0000000000000000", "(null)", "0x0") is NULL."""
+    try:
+        return int(pointer, 16) == 0
+    except ValueError:
+        return pointer in ("", "(null)")
+
+
+def hostport(text: str) -> Addr:
     host, _, port = text.rpartition(":")
-    return norm_host(host.strip("[]")), int(port or 0)
+    try:
+        return norm_host(host.strip("[]")), int(port or 0)
+    except ValueError:
+        return norm_host(host.strip("[]")), 0
 
 
-def _flow(ev: KernelEvent) -> tuple[str, Addr, Addr] | None:
-    """(proto, our side, their side) as the kernel event names it."""
+def ends_of(ev: KernelEvent) -> tuple[str, Addr, Addr] | None:
+    """(proto, the end the event is told by, the other end) as the kernel event names them."""
     f = ev.fields
     if ev.event in ("inet_sock_set_state", "tcp_receive_reset", "inet_sk_error_report", "tcp_retransmit_skb",
                     "tcp_retransmit_synack"):
         proto = "UDP" if f.get("protocol") in ("IPPROTO_UDP", "0x11") else "TCP"
-        return proto, _addr(f, "s"), _addr(f, "d")
-    if ev.event == "tcp_send_reset":  # the reset goes from the peer (src) back to our socket (dest)
-        return "TCP", _hostport(f.get("dest", ":0")), _hostport(f.get("src", ":0"))
-    if ev.event == "icmp_send":  # the datagram that found no socket: from us (src) to the closed port (dst)
-        return "UDP", (norm_host(f["src"]), int(f["sport"])), (norm_host(f["dst"]), int(f["dport"]))
+        return proto, addr(f, "s"), addr(f, "d")
+    if ev.event == "tcp_send_reset":  # told by the RST's sender (src), to dest
+        return "TCP", hostport(f.get("src", ":0")), hostport(f.get("dest", ":0"))
+    if ev.event == "icmp_send":  # the datagram that found no socket: from src to the closed port (dst)
+        try:
+            return "UDP", (norm_host(f.get("src", "")), int(f.get("sport", 0))), (norm_host(f.get("dst", "")),
+                                                                                  int(f.get("dport", 0)))
+        except ValueError:
+            return None
     return None
 
 
-SYSCALL_OPS = {"connect": {"connect", "connect_ex"}, "accept4": {"accept"}, "accept": {"accept"},
-               "close": {"close"}}
+class _FlowIndex:
+    """Flows by unordered 4-tuple, with their time span, for "the flow of this 4-tuple at time t"."""
 
-
-def align_kernel(events: Sequence[KernelEvent], calls: Sequence[Call],
-                 packets: Sequence[Packet]) -> list[KernelPairing]:
-    """Pair each event with a call and packets; events of other programs get no pairing (and are dropped)."""
-    index = index_endpoints(endpoints(calls))
-    pids = {c.pid for c in calls if c.pid}
-    grouped_pid: dict[int, list[Call]] = defaultdict(list)
-    grouped_socket: dict[int, list[Call]] = defaultdict(list)
-    for c in sorted(calls, key=lambda c: c.start_ns):
-        grouped_pid[c.pid].append(c)
-        if c.socket:
-            grouped_socket[c.socket].append(c)
-    by_pid = {k: Timeline(v) for k, v in grouped_pid.items()}
-    by_socket = {k: Timeline(v) for k, v in grouped_socket.items()}
-    flows = _Flows(packets)
-    by_id = {e.id: e for e in events}
-    empty = Timeline([])
-    out: list[KernelPairing] = []
-    linked: dict[str, KernelPairing] = {}  # skbaddr -> the reset/ICMP pairing, for kfree_skb
-    for ev in sorted(events, key=lambda e: (e.time_ns, e.id)):
-        if ev.event.startswith("sys_"):
-            if ev.pid in pids:
-                call = _running(by_pid.get(ev.pid, empty), ev.time_ns)
-                name = ev.event.split("_", 2)[2]
-                # close() of files inside, say, getaddrinfo is the resolver's business, not the network's
-                if call is not None and (name not in SYSCALL_OPS or call.op in SYSCALL_OPS[name]
-                                         or name == "connect"):
-                    out.append(KernelPairing(ev.id, call.id, ()))
-            continue
-        if ev.event == "kfree_skb":
-            twin = linked.get(ev.fields.get("skbaddr", ""))
-            if twin is not None:
-                out.append(KernelPairing(ev.id, twin.call, _dropped(ev, by_id.get(twin.event), flows)))
-            continue
-        if ev.event == "inet_sk_error_report" and ev.fields.get("error") == "0":
-            continue  # the kernel clearing the error: nothing to tell
-        flow = _flow(ev)
-        if flow is None:
-            continue
-        proto, local, remote = flow
-        call = None
-        if local[1] == 0 and ev.pid in pids:  # SYN_SENT is logged before the ephemeral port is chosen
-            running = _running(by_pid.get(ev.pid, empty), ev.time_ns)
-            if running is not None and running.remote and running.remote[1] == remote[1]:
-                call = running
-        else:
-            ep = choose(candidates(index, proto, local, remote), ev.time_ns)
-            if ep is None:
+    def __init__(self, flows: Sequence[Flow], packets: dict[int, Packet]) -> None:
+        self.by: dict[frozenset[Addr], list[tuple[int, int, Flow]]] = defaultdict(list)
+        for f in flows:
+            if f.proto not in ("TCP", "UDP") or not f.packets:
                 continue
-            mine = by_socket.get(ep.socket, empty)
-            # Outside every call of the socket, only an event in a traced process (or in the idle task's
-            # softirq, pid 0) is ours: another program may reuse the 4-tuple moments later.
-            call = _running(mine, ev.time_ns) or (_nearest(mine, ev.time_ns) if ev.pid in pids or ev.pid == 0
-                                                  else None)
-        if call is None:
-            continue
-        pairing = KernelPairing(ev.id, call.id, _packets_of(ev, local, remote, flows))
-        out.append(pairing)
-        if "skbaddr" in ev.fields:
-            linked[ev.fields["skbaddr"]] = pairing
-    return out
+            key = frozenset({(norm_host(f.a[0]), f.a[1]), (norm_host(f.b[0]), f.b[1])})
+            self.by[key].append((packets[f.packets[0]].time_ns, packets[f.packets[-1]].time_ns, f))
+        for v in self.by.values():
+            v.sort(key=lambda x: x[0])
+
+    def at(self, a: Addr, b: Addr, t: int) -> Flow | None:
+        spans = self.by.get(frozenset({a, b}))
+        if not spans:
+            return None
+        best = None
+        for start, end, f in spans:
+            if start - TOLERANCE_NS <= t <= end + 2 * TOLERANCE_NS:
+                best = f if best is None or start <= t else best
+        return best
 
 
-SLACK_NS = 20_000  # tracefs prints microseconds and the sync markers carry a few µs of error
+class _PacketIndex:
+    """Packets by (src, dst) in time order, and ICMP errors by the (src, dst) they quote."""
+
+    def __init__(self, packets: Sequence[Packet]) -> None:
+        self.by: dict[tuple[Addr, Addr, str], list[Packet]] = defaultdict(list)
+        for p in sorted(packets, key=lambda p: p.time_ns):
+            if p.quoted is not None:
+                q = p.quoted
+                self.by[((norm_host(q.src), q.sport), (norm_host(q.dst), q.dport), "quoted")].append(p)
+            elif p.proto in ("TCP", "UDP"):
+                self.by[((norm_host(p.src), p.sport), (norm_host(p.dst), p.dport), p.proto)].append(p)
+        self.times = {k: [p.time_ns for p in v] for k, v in self.by.items()}
+
+    def first_from(self, key: tuple[Addr, Addr, str], t: int, want: str = "", within: int = PACKET_NS) -> Packet | None:
+        ps, ts = self.by.get(key, []), self.times.get(key, [])
+        for i in range(bisect_left(ts, t - SLACK_NS), len(ps)):
+            if ps[i].time_ns > t + within:
+                return None
+            if not want or want in ps[i].flags:
+                return ps[i]
+        return None
+
+    def last_until(self, key: tuple[Addr, Addr, str], t: int, want: str = "", within: int = PACKET_NS) -> Packet | None:
+        ps, ts = self.by.get(key, []), self.times.get(key, [])
+        for i in range(bisect_right(ts, t + SLACK_NS) - 1, -1, -1):
+            if ps[i].time_ns < t - within:
+                return None
+            if not want or want in ps[i].flags:
+                return ps[i]
+        return None
 
 
-def _running(calls: Timeline, t: int) -> Call | None:
+def _running(calls: Timeline | None, t: int) -> Call | None:
     """The innermost call running at t (the latest started of those covering t, give or take SLACK_NS)."""
+    if calls is None:
+        return None
     covering = calls.around(t + SLACK_NS, before=2 * SLACK_NS)
     return covering[-1] if covering else None
 
 
-def _nearest(calls: Timeline, t: int) -> Call | None:
+def _nearest(calls: Timeline | None, t: int) -> Call | None:
+    if calls is None:
+        return None
     last, nxt = calls.latest(t), next(calls.after(t), None)
     near = [c for c in (last, nxt) if c is not None and c.start_ns - TOLERANCE_NS <= t <= c.end_ns + TOLERANCE_NS]
     return min(near, key=lambda c: min(abs(t - c.start_ns), abs(t - c.end_ns))) if near else None
 
 
-class _Flows:
-    """Packets by (proto, src, dst) in time order, for "the packet of this flow nearest to t"."""
+def _syscalls(events: Sequence[KernelEvent], by_tid: dict[int, list[Call]]) -> dict[int, int]:
+    """Event id -> call id for syscall enter/exit events, matched per thread, in order."""
+    out: dict[int, int] = {}
+    per_tid: dict[int, list[KernelEvent]] = defaultdict(list)
+    for ev in events:
+        if ev.event.startswith("sys_") and ev.tid in by_tid:
+            per_tid[ev.tid].append(ev)
+    for tid, evs in per_tid.items():
+        calls = by_tid[tid]
+        timeline = Timeline(calls)
+        open_enter: dict[str, KernelEvent] = {}
+        for ev in evs:
+            name = ev.event.split("_", 2)[2]
+            if ev.event.startswith("sys_enter_"):
+                open_enter[name] = ev
+                continue
+            enter = open_enter.pop(name, None)
+            t0 = enter.time_ns if enter is not None else ev.time_ns
+            mid = (t0 + ev.time_ns) // 2
+            covering = timeline.around(mid + SLACK_NS, before=2 * SLACK_NS)
+            ops = SYSCALL_OPS.get(name, frozenset())
+            same = [c for c in covering if c.op in ops]
+            # the innermost call of the same operation; else C code working inside another call (the resolver's
+            # connect inside getaddrinfo), but not a close() inside anything (the interpreter's own files)
+            call = same[-1] if same else (covering[-1] if covering and name != "close" else None)
+            if call is None:
+                continue
+            out[ev.id] = call.id
+            if enter is not None:
+                out[enter.id] = call.id
+    return out
 
-    def __init__(self, packets: Sequence[Packet]) -> None:
-        self.by: dict[tuple[str, Addr, Addr], list[Packet]] = defaultdict(list)
-        for p in sorted(packets, key=lambda p: p.time_ns):
-            self.by[(p.proto, (norm_host(p.src), p.sport), (norm_host(p.dst), p.dport))].append(p)
-            if p.quoted is not None:
-                q = p.quoted
-                self.by[("quoted", (norm_host(q.src), q.sport), (norm_host(q.dst), q.dport))].append(p)
-        self.times = {k: [p.time_ns for p in v] for k, v in self.by.items()}
 
-    def from_(self, key: tuple[str, Addr, Addr], t: int) -> list[Packet]:
-        """Packets of the flow at t or later."""
-        return self.by.get(key, [])[bisect_left(self.times.get(key, []), t):]
+def link(events: Sequence[KernelEvent], calls: Sequence[Call], packets: Sequence[Packet],
+         alignment: Alignment) -> KernelView:
+    """Join every event that concerns the traced program (see the module docstring); drop the rest."""
+    by_id = {p.id: p for p in packets}
+    by_tid: dict[int, list[Call]] = defaultdict(list)
+    by_socket: dict[int, list[Call]] = defaultdict(list)
+    for c in sorted(calls, key=lambda c: (c.start_ns, c.id)):
+        by_tid[c.tid].append(c)
+        if c.socket:
+            by_socket[c.socket].append(c)
+    tids = set(by_tid)
+    tid_lines = {k: Timeline(v) for k, v in by_tid.items()}
+    socket_lines = {k: Timeline(v) for k, v in by_socket.items()}
+    flows = _FlowIndex(alignment.flows.flows, by_id)
+    pindex = _PacketIndex(packets)
+    out: dict[int, KernelLink] = {}
+    for eid, cid in _syscalls(events, by_tid).items():
+        out[eid] = KernelLink(eid, cid)
+    skaddr_socket: dict[str, int] = {}  # kernel socket address -> traced socket (until it closes)
+    skb_events: dict[str, list[tuple[int, KernelEvent, KernelLink]]] = defaultdict(list)
+    for ev in sorted(events, key=lambda e: (e.time_ns, e.id)):
+        if ev.event.startswith("sys_"):
+            continue
+        f = ev.fields
+        if ev.event == "kfree_skb":
+            continue  # after the resets and ICMP errors it may join
+        if ev.event == "inet_sock_set_state" and f.get("oldstate") == f.get("newstate"):
+            continue
+        if ev.event == "inet_sk_error_report" and f.get("error") == "0":
+            continue  # the kernel clearing the error once it was read: nothing to tell
+        ends = ends_of(ev)
+        if ends is None:
+            continue
+        proto, here, there = ends
+        skaddr = f.get("skaddr", "")
+        sockets: tuple[int, ...] = ()
+        flow: Flow | None = None
+        call: Call | None = None
+        if here[1] == 0:  # SYN_SENT logged before the port is chosen: the thread's connect() it is in
+            running = _running(tid_lines.get(ev.tid), ev.time_ns) if ev.tid in tids else None
+            if running is not None and running.op in SYSCALL_OPS["connect"] and running.remote is not None \
+                    and running.remote[1] == there[1]:
+                call, sockets = running, (running.socket,)
+                if skaddr and running.socket:
+                    skaddr_socket[skaddr] = running.socket
+        else:
+            flow = flows.at(here, there, ev.time_ns)
+            if flow is not None:
+                # a reset sent with no socket (NO_SOCKET) concerns the socket it goes to
+                told_by = there if ev.event == "tcp_send_reset" and is_null(skaddr) else here
+                side = "a" if (norm_host(flow.a[0]), flow.a[1]) == told_by else "b"
+                sockets = alignment.sockets_at(flow.id, side)
+            if not sockets and skaddr in skaddr_socket:
+                sockets = (skaddr_socket[skaddr],)
+            if sockets and skaddr and ev.event == "inet_sock_set_state":
+                skaddr_socket[skaddr] = sockets[0]
+                if f.get("newstate") == "TCP_CLOSE":
+                    skaddr_socket.pop(skaddr, None)
+            for s in sockets:
+                line = socket_lines.get(s)
+                call = _running(line, ev.time_ns) or (
+                    _nearest(line, ev.time_ns) if ev.tid in tids or ev.tid == 0 else None)
+                if call is not None:
+                    break
+        if flow is None and call is None:
+            continue  # nothing traced: another program's
+        pkts = _packets_of(ev, here, there, pindex)
+        lk = KernelLink(ev.id, call.id if call is not None else None, pkts, flow.id if flow is not None else None,
+                        sockets)
+        out[ev.id] = lk
+        if "skbaddr" in f:
+            skb_events[f["skbaddr"]].append((ev.time_ns, ev, lk))
+    for ev in events:  # kfree_skb: the segment that found no socket, joined by skb address and time
+        if ev.event != "kfree_skb":
+            continue
+        twins = [(t, e, lk) for t, e, lk in skb_events.get(ev.fields.get("skbaddr", ""), ())
+                 if abs(t - ev.time_ns) <= SKB_NS]
+        if not twins:
+            continue
+        _, source, lk = min(twins, key=lambda x: abs(x[0] - ev.time_ns))
+        ends = ends_of(source)
+        dropped: tuple[int, ...] = ()
+        if ends is not None:
+            proto, here, there = ends
+            # the dropped segment came from the RST's receiver (or the datagram's sender) to the other end
+            key = (there, here, proto) if source.event == "tcp_send_reset" else (here, there, proto)
+            hit = pindex.last_until(key, ev.time_ns)
+            dropped = (hit.id,) if hit is not None else ()
+        out[ev.id] = KernelLink(ev.id, lk.call, dropped, lk.flow, lk.sockets)
+    return _view(out)
 
-    def until(self, key: tuple[str, Addr, Addr], t: int) -> list[Packet]:
-        return self.by.get(key, [])[:bisect_right(self.times.get(key, []), t)]
 
-
-def _packets_of(ev: KernelEvent, local: Addr, remote: Addr, flows: _Flows) -> tuple[int, ...]:
+def _packets_of(ev: KernelEvent, here: Addr, there: Addr, index: _PacketIndex) -> tuple[int, ...]:
     """The one packet this event is about, when there is one."""
     hit: Packet | None = None
-    t = ev.time_ns - 1_000_000
+    t = ev.time_ns
     if ev.event == "tcp_send_reset":
-        hit = next((p for p in flows.from_(("TCP", remote, local), t) if "R" in p.flags), None)
+        hit = index.first_from((here, there, "TCP"), t, "R")
     elif ev.event == "tcp_receive_reset":
-        before = [p for p in flows.until(("TCP", remote, local), ev.time_ns + 1_000_000)[-8:] if "R" in p.flags]
-        hit = before[-1] if before else None
+        hit = index.last_until((there, here, "TCP"), t, "R")
     elif ev.event in ("tcp_retransmit_skb", "tcp_retransmit_synack"):
-        hit = next(iter(flows.from_(("TCP", local, remote), t)), None)
+        hit = index.first_from((here, there, "TCP"), t)
     elif ev.event == "icmp_send":
-        hit = next(iter(flows.from_(("quoted", local, remote), t)), None)
+        hit = index.first_from((here, there, "quoted"), t)
     return (hit.id,) if hit else ()
 
 
-def _dropped(ev: KernelEvent, source: KernelEvent | None, flows: _Flows) -> tuple[int, ...]:
-    """kfree_skb of the segment (or datagram) that found no socket: the packet that came in just before."""
-    flow = _flow(source) if source is not None else None
-    if flow is None:
-        return ()
-    proto, local, remote = flow
-    cands = flows.until((proto, local, remote), ev.time_ns + 1_000_000)
-    return (cands[-1].id,) if cands else ()
+def _view(links: dict[int, KernelLink]) -> KernelView:
+    of_call: dict[int, list[int]] = defaultdict(list)
+    of_packet: dict[int, list[int]] = defaultdict(list)
+    of_flow: dict[int, list[int]] = defaultdict(list)
+    for eid in sorted(links):
+        lk = links[eid]
+        if lk.call is not None:
+            of_call[lk.call].append(eid)
+        for p in lk.packets:
+            of_packet[p].append(eid)
+        if lk.flow is not None:
+            of_flow[lk.flow].append(eid)
+    return KernelView(links, {k: tuple(v) for k, v in of_call.items()}, {k: tuple(v) for k, v in of_packet.items()},
+                      {k: tuple(v) for k, v in of_flow.items()})
 
 
-def keep(events: Sequence[KernelEvent], calls: Sequence[Call],
-         packets: Sequence[Packet]) -> tuple[list[KernelEvent], list[KernelPairing]]:
-    """The events of the traced program, renumbered 1..N in time order, with their pairings."""
-    numbered = [KernelEvent(i + 1, e.time_ns, e.event, e.pid, e.fields)
-                for i, e in enumerate(sorted(events, key=lambda e: e.time_ns))]
-    pairs = align_kernel(numbered, calls, packets)
-    wanted = {p.event for p in pairs}
-    kept = [e for e in numbered if e.id in wanted]
-    new = {e.id: i + 1 for i, e in enumerate(kept)}
-    return ([KernelEvent(new[e.id], e.time_ns, e.event, e.pid, e.fields) for e in kept],
-            [KernelPairing(new[p.event], p.call, p.packets) for p in pairs])
+def select(events: Iterable[KernelEvent], calls: Sequence[Call], packets: Sequence[Packet]) -> list[KernelEvent]:
+    """A cheap first cut, before the trace is saved: the events of traced threads, of the traced flows'
+    4-tuples, and the drops and ICMP sends that may join them; renumbered 1..N in time order."""
+    windows: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for c in calls:
+        windows[c.tid].append((c.start_ns - SLACK_NS, c.end_ns + SLACK_NS))
+    starts: dict[int, list[int]] = {}
+    for tid, spans in windows.items():
+        spans.sort()
+        starts[tid] = [s for s, _ in spans]
 
+    def inside_a_call(ev: KernelEvent) -> bool:
+        spans = windows.get(ev.tid)
+        if not spans:
+            return False
+        i = bisect_right(starts[ev.tid], ev.time_ns) - 1
+        # calls nest only briefly (a close inside a connect's error path): look at a few before
+        return any(spans[j][0] <= ev.time_ns <= spans[j][1] for j in range(max(0, i - 8), i + 1))
 
-def describe(ev: KernelEvent) -> str:
-    """One line for a kernel event, from its own fields."""
-    f = ev.fields
-    if ev.event.startswith("sys_enter_"):
-        fd = f" (fd {f['fd']})" if "fd" in f else ""
-        return f"syscall {ev.event[10:]}{fd} enters the kernel"
-    if ev.event.startswith("sys_exit_"):
-        ret = int(f.get("ret", "0"))
-        name = ev.event[9:]
-        if ret < 0:
-            import errno as _errno
-
-            return f"syscall {name} returns {ret} (-{_errno.errorcode.get(-ret, '?')})"
-        return f"syscall {name} returns {ret}"
-    flow = _flow(ev)
-    where = ""
-    if flow is not None:
-        _, (lh, lp), (rh, rp) = flow
-        where = f" ({_ep(lh, lp)} ↔ {_ep(rh, rp)})"
-    if ev.event == "inet_sock_set_state":
-        return f"socket state {f.get('oldstate', '?')} → {f.get('newstate', '?')}{where}"
-    if ev.event == "tcp_send_reset":
-        return f"tcp_send_reset: RST from {f.get('src', '?')}, reason {f.get('reason', '?')}"
-    if ev.event == "kfree_skb":
-        return f"kfree_skb: segment dropped, reason {f.get('reason', '?')} at {f.get('location', '?')}"
-    if ev.event == "tcp_receive_reset":
-        return "tcp_receive_reset: the RST reaches the socket"
-    if ev.event == "inet_sk_error_report":
-        import errno as _errno
-
-        err = int(f.get("error", "0"))
-        return f"inet_sk_error_report: error {err} ({_errno.errorcode.get(err, '?')}) set on the socket"
-    if ev.event in ("tcp_retransmit_skb", "tcp_retransmit_synack"):
-        return f"{ev.event}: sent again{where}" + (f", state {f['state']}" if "state" in f else "")
-    if ev.event == "icmp_send":
-        return f"icmp_send: type {f.get('type')} code {f.get('code')} for the datagram " \
-               f"{f.get('src')}:{f.get('sport')} → {f.get('dst')}:{f.get('dport')}"
-    return f"{ev.event} " + " ".join(f"{k}={v}" for k, v in f.items())
-
-
-def _ep(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    tids = set(windows)
+    tuples = {frozenset({(norm_host(p.src), p.sport), (norm_host(p.dst), p.dport)}) for p in packets
+              if p.proto in ("TCP", "UDP")}
+    tuples |= {frozenset({(norm_host(p.quoted.src), p.quoted.sport), (norm_host(p.quoted.dst), p.quoted.dport)})
+               for p in packets if p.quoted is not None}
+    kept: list[KernelEvent] = []
+    skbs: set[str] = set()
+    later: list[KernelEvent] = []
+    for ev in events:
+        if ev.event == "kfree_skb":
+            later.append(ev)
+            continue
+        ends = ends_of(ev)
+        if ev.event.startswith("sys_"):
+            mine = ev.tid in tids and inside_a_call(ev)
+        elif ends is None or (ev.event == "inet_sk_error_report" and ev.fields.get("error") == "0"):
+            mine = False
+        else:  # a flow event of a traced flow, or a state change logged before the port (a traced connect)
+            mine = frozenset({ends[1], ends[2]}) in tuples or (ends[1][1] == 0 and ev.tid in tids
+                                                                 and inside_a_call(ev))
+        if mine:
+            kept.append(ev)
+            if "skbaddr" in ev.fields:
+                skbs.add(ev.fields["skbaddr"])
+    kept += [ev for ev in later if ev.fields.get("skbaddr") in skbs]
+    kept.sort(key=lambda e: (e.time_ns, e.id))
+    return [KernelEvent(i, e.time_ns, e.event, e.tid, e.fields) for i, e in enumerate(kept, 1)]

@@ -2,21 +2,24 @@
 
 Pure functions over model records; no IO. The rules, in the order they are applied:
 
-1. **Flows.** A call that knows its socket's local and remote address defines an endpoint of that socket. A
-   packet belongs to a traced socket when its 4-tuple matches an endpoint, seen from either side (when both
-   ends are traced, one packet is "out" for the sender and "in" for the receiver). An ICMP error belongs to
-   the socket whose datagram it quotes.
-2. **Port reuse.** The same 4-tuple can serve several sockets one after another. TCP packets are first grouped
-   into connections by sequence numbers (a SYN opens one; retransmitted SYNs carry the same ISN; the peer's
-   ACKs acknowledge it), so a late RST stays with the SYN it answers. A connection, or a UDP datagram, goes to
-   the socket that had that flow most recently when it started (or, failing that, the next one to have it).
-3. **Calls.** Within a socket, a packet goes to the call whose [start, end] window contains it, preferring
-   the kind of call that makes such a packet (SYN: connect; data out: send; FIN: close/shutdown). Otherwise an
-   outgoing packet goes to the call that ended just before it (within `TOLERANCE_NS`) unless it is a bare ACK,
-   which the kernel sends on its own. An incoming packet goes to a call that just failed with the error that
-   packet explains (clock outliers: one RST in 1,600 was stamped 63 ms late), or to the next call on the socket
-   that observes it (the recv that reads the data, the call that meets the RST or FIN).
-4. **Frames.** A Python frame lines up with every packet paired with any call made while that frame (that
+1. **Flows.** Packets are grouped into flows once (`flows.group`: TCP connections by 4-tuple and SYN, UDP
+   conversations, ICMP errors with the flow they quote).
+2. **Sockets.** A call that knows its socket's local and remote address defines an endpoint of that socket. A
+   flow belongs to a traced socket when its 4-tuple matches an endpoint, seen from either side: when both ends
+   are traced, one packet is "out" for the sender's socket and "in" for the receiver's. A TCP connection belongs
+   to a socket only if its SYN left inside that socket's connect() (or the socket was accept()ed); packets of a
+   4-tuple after the socket's close() (and a short linger) are someone else's. The same 4-tuple can serve
+   several sockets one after another: each connection goes to the socket that had that flow when it began.
+   An ICMP error belongs to the socket whose datagram it quotes.
+3. **The resolver's flows.** glibc's resolver sends DNS queries from sockets of its own, in C, inside
+   getaddrinfo(): a DNS flow (port 53 at one end) that begins inside a traced getaddrinfo() call, and the ICMP
+   errors quoting it, go to that call (socket 0).
+4. **Calls.** Within a socket, a packet goes to the call whose [start, end] window contains it, preferring the
+   kind of call that makes such a packet (SYN: connect; data out: send; FIN: close/shutdown). Data leaves when
+   the kernel lets it (Nagle): it goes to the latest write-type call. Data (and FIN) that arrives goes to the
+   read that takes it. An error packet (RST, ICMP) goes to the call that fails because of it. A bare ACK outside
+   every call is the kernel's own.
+5. **Frames.** A Python frame lines up with every packet paired with any call made while that frame (that
    very frame object, see `probe.py`) was on the stack.
 """
 
@@ -27,69 +30,45 @@ from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from itertools import islice
 
-from ..model import Addr, Call, ExceptionInfo, Packet
+from ..model import Addr, Call, Packet
+from .flows import Flow, Flows, group
 
 TOLERANCE_NS = 100_000_000  # 100 ms
 
-SENDS = {"send", "sendall", "sendto", "sendmsg", "write"}  # write, read: ssl.SSLSocket's
-RECVS = {"recv", "recv_into", "recvfrom", "recvfrom_into", "recvmsg", "read"}
+SENDS = frozenset({"send", "sendall", "sendto", "sendmsg", "write"})  # write, read: ssl.SSLSocket's
+RECVS = frozenset({"recv", "recv_into", "recvfrom", "recvfrom_into", "recvmsg", "read"})
 NAGLE_NS = 1_000_000_000  # data can wait in the kernel (Nagle, cork) for the ACK of what went before
-CONNECTS = {"connect", "connect_ex"}
-CLOSES = {"close", "shutdown"}
+CONNECTS = frozenset({"connect", "connect_ex"})
+CLOSES = frozenset({"close", "shutdown"})
+DNS_PORT = 53
+RESOLVER_SLACK_NS = 5_000_000  # a resolver's query leaves inside its getaddrinfo(); slack for clocks
 # errnos an incoming packet can explain: RST -> refused/reset/broken pipe; ICMP -> refused/unreachable
 _RST_ERRNOS = frozenset({111, 104, 32})
-_ICMP_ERRNOS = frozenset({111, 113, 101, 112, 90})
+_ICMP_ERRNOS = frozenset({111, 113, 101, 112, 90, 110})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Pair:
     packet: int
-    socket: int
+    socket: int  # 0: the resolver's (C-made) traffic of a getaddrinfo call
     side: str  # "out": the packet left this socket; "in": it arrived at it
     call: int | None  # None: the kernel sent or took it with no call of the program involved
     role: str  # "sent", "received" or "kernel"
 
 
 @dataclass(frozen=True)
-class KernelPairing:
-    event: int  # KernelEvent id
-    call: int | None
-    packets: tuple[int, ...]
-
-
-@dataclass(frozen=True)
 class Alignment:
     pairs: tuple[Pair, ...]
+    flows: Flows = field(default_factory=lambda: Flows([], {}))
     call_packets: dict[int, tuple[int, ...]] = field(default_factory=dict)
     frame_packets: dict[int, tuple[int, ...]] = field(default_factory=dict)
     socket_packets: dict[int, tuple[int, ...]] = field(default_factory=dict)
     packet_pairs: dict[int, tuple[Pair, ...]] = field(default_factory=dict)
-    kernel: dict[int, KernelPairing] = field(default_factory=dict)  # by event id (see kevents.py)
-
-    def kernel_of_call(self, call_id: int) -> list[int]:
-        return self._kernel_by_call.get(call_id, [])
-
-    def kernel_of_packet(self, packet_id: int) -> list[int]:
-        return self._kernel_by_packet.get(packet_id, [])
-
-    @cached_property
-    def _kernel_by_call(self) -> dict[int, list[int]]:
-        out: dict[int, list[int]] = defaultdict(list)
-        for k, p in sorted(self.kernel.items()):
-            if p.call is not None:
-                out[p.call].append(k)
-        return out
-
-    @cached_property
-    def _kernel_by_packet(self) -> dict[int, list[int]]:
-        out: dict[int, list[int]] = defaultdict(list)
-        for k, p in sorted(self.kernel.items()):
-            for pid in p.packets:
-                out[pid].append(k)
-        return out
+    ends: dict[int, dict[str, tuple[int, ...]]] = field(default_factory=dict)  # flow id -> side -> sockets
+    resolver: dict[int, int] = field(default_factory=dict)  # flow id -> getaddrinfo call id
 
     def packets_of_call(self, call_id: int) -> tuple[int, ...]:
         return self.call_packets.get(call_id, ())
@@ -100,9 +79,13 @@ class Alignment:
     def pairs_of(self, packet_id: int) -> tuple[Pair, ...]:
         return self.packet_pairs.get(packet_id, ())
 
+    def sockets_at(self, flow_id: int, side: str) -> tuple[int, ...]:
+        """The traced sockets at one side ("a": originator, "b": responder) of a flow."""
+        return self.ends.get(flow_id, {}).get(side, ())
 
-@dataclass(frozen=True)
-class _Endpoint:
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
     socket: int
     proto: str
     local: Addr
@@ -126,33 +109,34 @@ def norm_host(host: str) -> str:
     return str(ip)
 
 
-def _proto_of(call: Call) -> str:
+def proto_of(call: Call) -> str:
     return {"SOCK_STREAM": "TCP", "SOCK_DGRAM": "UDP"}.get(call.kind, "")
 
 
-def endpoints(calls: Iterable[Call]) -> list[_Endpoint]:
+def endpoints(calls: Iterable[Call]) -> list[Endpoint]:
     """Every (socket, local, remote) flow that the calls reveal, with when it was first seen."""
-    seen: dict[tuple[int, Addr, Addr | None], _Endpoint] = {}
+    seen: dict[tuple[int, Addr, Addr | None], Endpoint] = {}
     opens: dict[int, list[tuple[int, int]]] = defaultdict(list)
     accepted: set[int] = set()
     until: dict[int, int] = {}
-    for c in calls:
+    ordered = sorted(calls, key=lambda c: c.start_ns)
+    for c in ordered:
         if c.op in CONNECTS:
             opens[c.socket].append((c.start_ns, c.end_ns))
-        elif c.op == "accept":
+        elif c.op == "accept" and not c.failed:
             accepted.add(c.socket)
         elif c.op == "close":
             until[c.socket] = max(until.get(c.socket, 0), c.end_ns)
-    for c in sorted(calls, key=lambda c: c.start_ns):
-        proto = _proto_of(c)
-        if not c.socket or not proto or not isinstance(c.local, tuple) or not c.local[1]:
+    for c in ordered:
+        proto = proto_of(c)
+        if not c.socket or not proto or c.local is None or not c.local[1]:
             continue
         local = (norm_host(c.local[0]), c.local[1])
-        remote = (norm_host(c.remote[0]), c.remote[1]) if isinstance(c.remote, tuple) else None
+        remote = (norm_host(c.remote[0]), c.remote[1]) if c.remote is not None else None
         key = (c.socket, local, remote)
         if key not in seen:
-            seen[key] = _Endpoint(c.socket, proto, local, remote, c.start_ns, tuple(opens.get(c.socket, ())),
-                                  c.socket in accepted, until.get(c.socket))
+            seen[key] = Endpoint(c.socket, proto, local, remote, c.start_ns, tuple(opens.get(c.socket, ())),
+                                 c.socket in accepted, until.get(c.socket))
     return list(seen.values())
 
 
@@ -160,17 +144,17 @@ SYN_MARGIN_NS = 10_000_000  # a SYN leaves inside its connect() call; 10 ms is f
 LINGER_NS = 1_000_000_000  # packets of a closed socket's flow (FIN, last ACKs) for this long after close()
 
 
-def _opened_by(e: _Endpoint, first: Packet | None, t0: int) -> bool:
+def _opened_by(e: Endpoint, flow: Flow, first: Packet | None, t0: int) -> bool:
     """Could socket `e` have opened (or accepted) the TCP connection whose first packet is `first`? Another
     program may reuse the same 4-tuple moments later: its SYN falls in none of our connect() calls."""
-    if e.proto != "TCP" or first is None or "S" not in first.flags or "A" in first.flags:
+    if e.proto != "TCP" or first is None or not flow.opened:
         return True
-    if first.sport == e.local[1]:
+    if flow.a[1] == e.local[1] and _hostmatches(e.local[0], norm_host(flow.a[0])):
         return any(start - SYN_MARGIN_NS <= t0 <= end + SYN_MARGIN_NS for start, end in e.opens)
     return e.accepted
 
 
-_WILDCARD = {"0.0.0.0", "::", ""}
+_WILDCARD = frozenset({"0.0.0.0", "::", ""})
 
 
 def _hostmatches(ours: str, theirs: str) -> bool:
@@ -183,7 +167,7 @@ def _hostmatches(ours: str, theirs: str) -> bool:
     return False
 
 
-def matches(ep: _Endpoint, proto: str, local: Addr, remote: Addr) -> bool:
+def matches(ep: Endpoint, proto: str, local: Addr, remote: Addr) -> bool:
     if ep.proto != proto or ep.local[1] != local[1] or not _hostmatches(ep.local[0], local[0]):
         return False
     if ep.remote is None:
@@ -191,7 +175,7 @@ def matches(ep: _Endpoint, proto: str, local: Addr, remote: Addr) -> bool:
     return ep.remote[1] == remote[1] and _hostmatches(ep.remote[0], remote[0])
 
 
-def choose(cands: list[_Endpoint], t: int) -> _Endpoint | None:
+def choose(cands: list[Endpoint], t: int) -> Endpoint | None:
     """The socket that had this flow at time t: the latest born by then, else the next one born after."""
     before = [e for e in cands if e.birth <= t]
     if before:
@@ -199,69 +183,19 @@ def choose(cands: list[_Endpoint], t: int) -> _Endpoint | None:
     return min(cands, key=lambda e: e.birth) if cands else None
 
 
-def _owner(cands: list[_Endpoint], t0: int, t1: int | None, t: int,
-           first_packet: Packet | None = None) -> _Endpoint | None:
-    """The socket object that handled a packet at time t of a connection that began at t0 (the next one on this
+def _owner(cands: list[Endpoint], flow: Flow, first: Packet | None, t0: int, t1: int | None,
+           t: int) -> Endpoint | None:
+    """The socket object that handled a packet at time t of a flow that began at t0 (the next flow on this
     4-tuple begins at t1). One connection can pass from socket object to socket object (ssl's wrap_socket
     detaches the plain socket; fromfd, dup): the latest one to take it over by time t."""
     cands = [e for e in cands if e.until is None or t <= e.until + LINGER_NS]
-    first = choose([e for e in cands if _opened_by(e, first_packet, t0)], t0)
-    if first is None:
+    first_owner = choose([e for e in cands if _opened_by(e, flow, first, t0)], t0)
+    if first_owner is None:
         return None
     nxt = choose(cands, t1) if t1 is not None else None  # the socket that opened the next connection
-    limit = nxt.birth if nxt is not None and nxt is not first else None
-    heirs = [e for e in cands if first.birth < e.birth <= t and (limit is None or e.birth < limit)]
-    return max(heirs, key=lambda e: e.birth) if heirs else first
-
-
-def _tcp_connections(packets: Sequence[Packet]) -> dict[int, int]:
-    """Packet id -> connection number, grouping each TCP 4-tuple's packets by the SYN they belong to."""
-    out: dict[int, int] = {}
-    # per unordered 4-tuple: list of [conn number, initiator (host, port), isn, peer isn or None]
-    conns: dict[frozenset[Addr], list[list[object]]] = defaultdict(list)
-    counter = 0
-    half = 1 << 31
-
-    def after(x: int, base: int) -> bool:
-        return (x - base) % (1 << 32) < half
-
-    for p in packets:
-        if p.proto != "TCP":
-            continue
-        key = frozenset({(p.src, p.sport), (p.dst, p.dport)})
-        mine = conns[key]
-        src = (p.src, p.sport)
-        chosen: list[object] | None = None
-        if "S" in p.flags and "A" not in p.flags:
-            chosen = next((c for c in reversed(mine) if c[1] == src and c[2] == p.seq), None)
-            if chosen is None:
-                counter += 1
-                chosen = [counter, src, p.seq, None]
-                mine.append(chosen)
-        else:
-            for c in reversed(mine):
-                isn, peer_isn = c[2], c[3]
-                assert isinstance(isn, int)
-                if c[1] == src:
-                    ok = after(p.seq, isn)
-                elif "A" in p.flags:
-                    ok = after(p.ack, isn + 1)
-                else:
-                    ok = peer_isn is None or (isinstance(peer_isn, int) and after(p.seq, peer_isn))
-                if ok:
-                    chosen = c
-                    break
-            if chosen is None:
-                chosen = mine[-1] if mine else None
-            if chosen is None:  # the capture began mid-connection
-                counter += 1
-                chosen = [counter, (p.dst, p.dport), p.ack - 1 if "A" in p.flags else 0, None]
-                mine.append(chosen)
-            if "S" in p.flags and chosen[1] != src:
-                chosen[3] = p.seq
-        assert isinstance(chosen[0], int)
-        out[p.id] = chosen[0]
-    return out
+    limit = nxt.birth if nxt is not None and nxt is not first_owner else None
+    heirs = [e for e in cands if first_owner.birth < e.birth <= t and (limit is None or e.birth < limit)]
+    return max(heirs, key=lambda e: e.birth) if heirs else first_owner
 
 
 class Timeline:
@@ -301,8 +235,8 @@ class _SocketCalls:
         self.all = Timeline(calls)
         self.sends = Timeline([c for c in calls if c.op in SENDS])
         self.recvs = Timeline([c for c in calls if c.op in RECVS])
-        self.failing_rst = Timeline([c for c in calls if c.errno in _RST_ERRNOS])
-        self.failing_icmp = Timeline([c for c in calls if c.errno in _ICMP_ERRNOS])
+        self.failing_rst = Timeline([c for c in calls if c.errno in _RST_ERRNOS or c.reported in _RST_ERRNOS])
+        self.failing_icmp = Timeline([c for c in calls if c.errno in _ICMP_ERRNOS or c.reported in _ICMP_ERRNOS])
 
 
 def _call_for(p: Packet, side: str, calls: _SocketCalls) -> tuple[int | None, str]:
@@ -325,7 +259,7 @@ def _call_for(p: Packet, side: str, calls: _SocketCalls) -> tuple[int | None, st
         write = calls.sends.latest(t)
         if write is not None and t <= write.end_ns + NAGLE_NS:
             return write.id, "sent"
-    if side == "in" and p.proto == "TCP" and (p.payload or "F" in p.flags):
+    if side == "in" and (p.payload or "F" in p.flags) and p.proto in ("TCP", "UDP"):
         # Data (and the end of the data, FIN) is observed by the read that takes it: the one running, or the
         # next one, whatever else (a connect returning, a send) runs when it arrives.
         read = calls.recvs.first_ending_from(t)
@@ -336,9 +270,8 @@ def _call_for(p: Packet, side: str, calls: _SocketCalls) -> tuple[int | None, st
         wanted = _ops_for(p, side)
         best = [c for c in covering if c.op in wanted] or covering
         return best[-1].id, "sent" if side == "out" else "received"
-    bare_ack = p.proto == "TCP" and p.flags == "A" and not p.payload
-    if bare_ack:
-        return None, "kernel"
+    if p.proto == "TCP" and p.flags == "A" and not p.payload:
+        return None, "kernel"  # a bare ACK: the kernel's own
     if side == "out":
         last = calls.all.latest(t)
         if last is not None and t <= last.end_ns + TOLERANCE_NS and last.op in _ops_for(p, side):
@@ -351,7 +284,7 @@ def _call_for(p: Packet, side: str, calls: _SocketCalls) -> tuple[int | None, st
     return None, "kernel"
 
 
-def _ops_for(p: Packet, side: str) -> set[str]:
+def _ops_for(p: Packet, side: str) -> frozenset[str]:
     if p.proto == "TCP" and "S" in p.flags:
         return CONNECTS | {"accept"}
     if side == "out":
@@ -363,156 +296,152 @@ def _ops_for(p: Packet, side: str) -> set[str]:
     return RECVS | CONNECTS | {"getsockopt", "accept"} | SENDS
 
 
-def traced_packets(calls: Sequence[Call], packets: Sequence[Packet]) -> list[Packet]:
-    """Only the packets of the traced program's flows (other traffic on the interface stays out): those that
-    pair with a traced socket (by 4-tuple, time, and for TCP the connect() that opened the connection)."""
-    index = index_endpoints(endpoints(calls))
-    near = [p for p in packets if _sides(p, index)]  # cheap first cut: the 4-tuple alone
-    paired = align(calls, near).packet_pairs
-    return [p for p in near if p.id in paired]
+Index = dict[tuple[str, int], list[Endpoint]]
 
 
-_Index = dict[tuple[str, int], list[_Endpoint]]
-
-
-def index_endpoints(eps: list[_Endpoint]) -> _Index:
+def index_endpoints(eps: list[Endpoint]) -> Index:
     """Endpoints by (protocol, local port): a packet only looks at the sockets of its own ports."""
-    out: _Index = defaultdict(list)
+    out: Index = defaultdict(list)
     for e in eps:
         out[(e.proto, e.local[1])].append(e)
     return out
 
 
-def candidates(index: _Index, proto: str, local: Addr, remote: Addr) -> list[_Endpoint]:
+def candidates(index: Index, proto: str, local: Addr, remote: Addr) -> list[Endpoint]:
     """The traced sockets that had this flow (at some time)."""
     return [e for e in index.get((proto, local[1]), ()) if matches(e, proto, local, remote)]
 
 
-def _sides(p: Packet, index: _Index) -> list[tuple[str, list[_Endpoint]]]:
-    """For packet p: ("out", sockets it may have left) and ("in", sockets it may have reached)."""
+def _sides(flow: Flow, p: Packet, index: Index) -> list[tuple[str, list[Endpoint]]]:
+    """For packet p of `flow`: ("out", sockets it may have left) and ("in", sockets it may have reached)."""
     if p.quoted is not None:  # an ICMP error comes back to the sender of the datagram it quotes
         q = p.quoted
         local, remote = (norm_host(q.src), q.sport), (norm_host(q.dst), q.dport)
-        cands = [e for e in index.get((q.proto, q.sport), ()) if matches(e, q.proto, local, remote)]
+        cands = candidates(index, q.proto, local, remote)
         return [("in", cands)] if cands else []
     if p.proto not in ("TCP", "UDP"):
         return []
     out = []
     for side, (lh, lp), (rh, rp) in (("out", (p.src, p.sport), (p.dst, p.dport)),
                                       ("in", (p.dst, p.dport), (p.src, p.sport))):
-        near = index.get((p.proto, lp))
-        if not near:
+        if (p.proto, lp) not in index:
             continue
-        local, remote = (norm_host(lh), lp), (norm_host(rh), rp)
-        cands = [e for e in near if matches(e, p.proto, local, remote)]
+        cands = candidates(index, p.proto, (norm_host(lh), lp), (norm_host(rh), rp))
         if cands:
             out.append((side, cands))
     return out
 
 
-def align(calls: Sequence[Call], packets: Sequence[Packet]) -> Alignment:
+def resolver_flows(calls: Sequence[Call], flows: Flows, packets: dict[int, Packet]) -> dict[int, int]:
+    """Flow id -> the getaddrinfo call it began inside: the resolver's own DNS traffic (rule 3)."""
+    lookups = Timeline(sorted((c for c in calls if c.op == "getaddrinfo"), key=lambda c: c.start_ns))
+    if not lookups.calls:
+        return {}
+    out = {}
+    for f in flows.flows:
+        if f.proto not in ("UDP", "TCP") or DNS_PORT not in (f.a[1], f.b[1]) or not f.packets:
+            continue
+        t = packets[f.packets[0]].time_ns
+        hits = lookups.around(t + RESOLVER_SLACK_NS, before=2 * RESOLVER_SLACK_NS)
+        if hits:
+            out[f.id] = hits[-1].id
+    return out
+
+
+def align(calls: Sequence[Call], packets: Sequence[Packet], flows: Flows | None = None) -> Alignment:
     """Pair packets with calls, and calls' packets with the frames they were made from."""
+    flows = flows if flows is not None else group(packets)
+    by_id = {p.id: p for p in packets}
     index = index_endpoints(endpoints(calls))
     grouped: dict[int, list[Call]] = defaultdict(list)
     for c in sorted(calls, key=lambda c: (c.start_ns, c.id)):
         if c.socket:
             grouped[c.socket].append(c)
     by_socket = {k: _SocketCalls(v) for k, v in grouped.items()}
-    ordered = sorted(packets, key=lambda p: (p.time_ns, p.id))
-    conn_of = _tcp_connections(ordered)
-    conn_start: dict[int, int] = {}
-    conn_first: dict[int, Packet] = {}
-    starts_by_tuple: dict[frozenset[Addr], list[int]] = defaultdict(list)
-    for p in ordered:
-        conn = conn_of.get(p.id, -p.id)
-        if conn not in conn_start:
-            conn_start[conn] = p.time_ns
-            conn_first[conn] = p
-            if conn > 0:
-                starts_by_tuple[frozenset({(p.src, p.sport), (p.dst, p.dport)})].append(p.time_ns)
+    # each flow's start, and the start of the next flow on the same 4-tuple (port reuse)
+    starts: dict[int, int] = {}
+    next_start: dict[int, int | None] = {}
+    last_on: dict[frozenset[Addr], Flow] = {}
+    for f in sorted((f for f in flows.flows if f.packets), key=lambda f: by_id[f.packets[0]].time_ns):
+        starts[f.id] = by_id[f.packets[0]].time_ns
+        prev = last_on.get(f.key)
+        if prev is not None:
+            next_start[prev.id] = starts[f.id]
+        last_on[f.key] = f
+    resolver = resolver_flows(calls, flows, by_id)
 
     pairs: list[Pair] = []
-    for p in ordered:
-        conn = conn_of.get(p.id, -p.id)
-        t0 = conn_start[conn]  # TCP: when its connection began; else the packet itself
-        first = conn_first[conn] if conn > 0 else None
-        later = [t for t in starts_by_tuple.get(frozenset({(p.src, p.sport), (p.dst, p.dport)}), ()) if t > t0]
-        t1 = later[0] if later else None
-        for side, cands in _sides(p, index):
-            ep = _owner(cands, t0, t1, p.time_ns, first)
-            if ep is None:
+    ends: dict[int, dict[str, set[int]]] = defaultdict(lambda: defaultdict(set))
+    for f in flows.flows:
+        if not f.packets:
+            continue
+        t0, t1 = starts[f.id], next_start.get(f.id)
+        first = by_id[f.packets[0]]
+        call_of_lookup = resolver.get(f.id)
+        for pid, side_in_flow in zip(f.packets, f.sides, strict=True):
+            p = by_id[pid]
+            if call_of_lookup is not None:
+                origin = f.a if f.a[1] != DNS_PORT else f.b  # the resolver's end of the flow
+                mine = p.quoted is not None or (p.dst, p.dport) == origin
+                pairs.append(Pair(pid, 0, "in" if mine else "out", call_of_lookup, "received" if mine else "sent"))
                 continue
-            call, role = _call_for(p, side, by_socket[ep.socket])
-            pairs.append(Pair(p.id, ep.socket, side, call, role))
+            for side, cands in _sides(f, p, index):
+                ep = _owner(cands, f, first, t0, t1, p.time_ns)
+                if ep is None:
+                    continue
+                call, role = _call_for(p, side, by_socket[ep.socket])
+                pairs.append(Pair(pid, ep.socket, side, call, role))
+                # which end of the flow the socket is at
+                if side_in_flow == "icmp":
+                    q = p.quoted
+                    ends[f.id][f.side_of((q.src, q.sport)) if q is not None else "a"].add(ep.socket)
+                else:
+                    sender = side_in_flow
+                    ends[f.id][sender if side == "out" else ("b" if sender == "a" else "a")].add(ep.socket)
 
     call_packets: dict[int, list[int]] = defaultdict(list)
     socket_packets: dict[int, list[int]] = defaultdict(list)
     packet_pairs: dict[int, list[Pair]] = defaultdict(list)
-    for pair in pairs:
-        socket_packets[pair.socket].append(pair.packet)
+    for pair in sorted(pairs, key=lambda x: (by_id[x.packet].time_ns, x.packet)):
+        if pair.socket:
+            socket_packets[pair.socket].append(pair.packet)
         packet_pairs[pair.packet].append(pair)
         if pair.call is not None:
             call_packets[pair.call].append(pair.packet)
     frame_packets: dict[int, set[int]] = defaultdict(set)
     for c in calls:
-        for f in c.frames:
-            frame_packets[f.instance].update(call_packets.get(c.id, ()))
+        of_call = call_packets.get(c.id)
+        if of_call:
+            for fr in c.frames:
+                frame_packets[fr.instance].update(of_call)
     return Alignment(
-        tuple(pairs),
+        tuple(pairs), flows,
         {k: tuple(dict.fromkeys(v)) for k, v in call_packets.items()},
         {k: tuple(sorted(v)) for k, v in frame_packets.items() if v},
         {k: tuple(dict.fromkeys(v)) for k, v in socket_packets.items()},
         {k: tuple(v) for k, v in packet_pairs.items()},
+        {fid: {side: tuple(sorted(s)) for side, s in sides.items()} for fid, sides in ends.items()},
+        resolver,
     )
 
 
-def exception_packets(exc: ExceptionInfo, alignment: Alignment) -> list[tuple[int, ...]]:
-    """For each traceback entry of `exc` (outermost first): the packets produced below it."""
-    return [alignment.packets_below(f.instance) for f in exc.frames]
+def traced_packets(calls: Sequence[Call], packets: Sequence[Packet]) -> list[Packet]:
+    """Only the packets of the traced program's flows (other traffic on the interface stays out): those of a flow
+    that pairs with a traced socket (by 4-tuple, time, and for TCP the connect() that opened the connection), and
+    the resolver's flows of its getaddrinfo() calls. A cheap first cut on ports comes first."""
+    index = index_endpoints(endpoints(calls))
+    lookups = any(c.op == "getaddrinfo" for c in calls)
+    near = [p for p in packets if _near(p, index, lookups)]
+    paired = align(calls, near).packet_pairs
+    return [p for p in near if p.id in paired]
 
 
-def linked(exc: ExceptionInfo) -> list[ExceptionInfo]:
-    """The exception, then everything chained to it (causes and contexts), each once."""
-    out: list[ExceptionInfo] = []
-    todo = [exc]
-    while todo:
-        e = todo.pop(0)
-        if all(e is not x for x in out):
-            out.append(e)
-            todo += [x for x in (e.cause, e.context) if x is not None]
-    return out
-
-
-def find_origin(exc: ExceptionInfo | None, calls: Sequence[Call]) -> tuple[Call | None, str]:
-    """The socket call an exception came from, and how we know: "raised" (that call raised this very exception
-    object, or one chained to it), "errno" (nobody's call raised it, e.g. asyncio builds its own OSError from
-    getsockopt(SO_ERROR): the latest call that reported the same errno, preferring calls made below the
-    exception's frames), or "" when there is none."""
-    if exc is None:
-        return None, ""
-    by_id = {c.id: c for c in calls}
-    family = linked(exc)
-    for e in family:
-        if e.call is not None and e.call in by_id:
-            return by_id[e.call], "raised"
-    for e in family:
-        if e.errno:
-            same = [c for c in calls if c.errno == e.errno and c.op != "getaddrinfo"]
-            mine = {f.instance for f in e.frames}
-            below = [c for c in same if any(f.instance in mine for f in c.frames)]
-            if below or same:
-                return (below or same)[-1], "errno"
-    return None, ""
-
-
-def origin_call(exc: ExceptionInfo | None, calls: Sequence[Call]) -> Call | None:
-    return find_origin(exc, calls)[0]
-
-
-def chain(exc: ExceptionInfo | None) -> list[ExceptionInfo]:
-    """The exceptions in the order Python prints them: the innermost cause or context first."""
-    out: list[ExceptionInfo] = []
-    while exc is not None and all(e is not exc for e in out):
-        out.insert(0, exc)
-        exc = exc.cause if exc.cause is not None else (None if exc.suppress_context else exc.context)
-    return out
+def _near(p: Packet, index: Index, lookups: bool) -> bool:
+    if p.quoted is not None:
+        q = p.quoted
+        return (q.proto, q.sport) in index or (lookups and DNS_PORT in (q.sport, q.dport))
+    if p.proto not in ("TCP", "UDP"):
+        return False
+    if lookups and DNS_PORT in (p.sport, p.dport):
+        return True
+    return (p.proto, p.sport) in index or (p.proto, p.dport) in index

@@ -4,13 +4,15 @@
 --
 --   <sentence for people> [wirestack key=value key="quoted value" ...]
 --
--- Keys: call (id), op (connect, send, ...), role (sent, received, kernel), errno and errname (only when the
--- call failed with an errno), socket, thread, frame (repeated, innermost first: "socket.py:836
--- create_connection"). Values are bare, or double-quoted with backslash escapes. This script turns them into
--- fields you can filter on and add as columns:
+-- Keys: call (id), op (connect, send, ...), role (sent, received, kernel), namespace and error (when the call
+-- failed: the error's namespace, "errno", "openssl", "eai", "h_errno", "timeout", "python", and its name in it),
+-- errno and errname (only for a kernel errno), socket, thread, frame (repeated, innermost first: "socket.py:836
+-- create_connection"). Values are bare, or double-quoted with backslash escapes; inside quotes every bracket is
+-- escaped, so the marker " [wirestack " can only be wirestack's own, the last one in the comment. Numbers out
+-- of range are left out. This script turns them into fields you can filter on and add as columns:
 --
---   wirestack.call  wirestack.op  wirestack.role  wirestack.errno  wirestack.errname
---   wirestack.socket  wirestack.thread  wirestack.frame
+--   wirestack.call  wirestack.op  wirestack.role  wirestack.namespace  wirestack.error  wirestack.errno
+--   wirestack.errname  wirestack.socket  wirestack.thread  wirestack.frame
 --
 --   tshark -X lua_script:wirestack.lua -r refused.pcapng -Y 'wirestack.errno == 111'
 --   wireshark display filter: wirestack.frame contains "smtplib"
@@ -23,6 +25,8 @@ local fields = {
     call = ProtoField.uint32("wirestack.call", "Call"),
     op = ProtoField.string("wirestack.op", "Operation"),
     role = ProtoField.string("wirestack.role", "Role"),
+    namespace = ProtoField.string("wirestack.namespace", "Error namespace"),
+    error = ProtoField.string("wirestack.error", "Error"),
     errno = ProtoField.uint32("wirestack.errno", "errno"),
     errname = ProtoField.string("wirestack.errname", "errno name"),
     socket = ProtoField.uint32("wirestack.socket", "Socket"),
@@ -30,8 +34,8 @@ local fields = {
     frame = ProtoField.string("wirestack.frame", "Frame"),
 }
 local numeric = { call = true, errno = true, socket = true }
-proto.fields = { fields.call, fields.op, fields.role, fields.errno, fields.errname, fields.socket, fields.thread,
-                 fields.frame }
+proto.fields = { fields.call, fields.op, fields.role, fields.namespace, fields.error, fields.errno, fields.errname,
+                 fields.socket, fields.thread, fields.frame }
 
 local comment_field = Field.new("frame.comment")
 local MARK = " [wirestack "
@@ -86,7 +90,9 @@ function proto.dissector(tvb, pinfo, tree)
                 if field then
                     if numeric[kv[1]] then
                         local number = tonumber(kv[2])
-                        if number then item:add(field, tvb(0, 0), number) end
+                        if number and number >= 0 and number <= 4294967295 and number == math.floor(number) then
+                            item:add(field, tvb(0, 0), number)
+                        end
                     else
                         item:add(field, tvb(0, 0), kv[2])
                     end

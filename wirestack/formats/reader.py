@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..core.dissect import dissect
-from ..model import Packet, Trace
+from ..model import CaptureInfo, Packet, Trace
 from . import archive
 
 PCAPNG_SHB = 0x0A0D0D0A
@@ -103,7 +103,7 @@ def _pcap(data: bytes) -> CaptureFile:
         if incl > 0x4000000:
             cf.error = f"damaged at byte {pos}: packet {len(times) + 1} claims {incl} bytes"
             break
-        times.append(sec * 1_000_000_000 + frac * scale)
+        times.append(min(sec * 1_000_000_000 + frac * scale, MAX_NS))
         offsets.append(pos + 16)
         caplens.append(incl)
         wirelens.append(orig)
@@ -123,13 +123,20 @@ class _Interface:
     offset_s: int = 0  # if_tsoffset
 
 
-def _to_ns(ts: int, iface: _Interface) -> int:
+MAX_NS = (1 << 63) - 1
+
+
+def _to_ns(ts: int, iface: _Interface) -> int | None:
+    """A timestamp in nanoseconds since the epoch; None when it does not fit in int64 nanoseconds (a damaged
+    if_tsresol or if_tsoffset, a flipped high word)."""
     base = iface.offset_s * 1_000_000_000
     if iface.binary:
-        return int((ts * 1_000_000_000) >> iface.units) + base
-    if iface.units <= 9:
-        return int(ts * 10 ** (9 - iface.units)) + base
-    return int(ts // 10 ** (iface.units - 9)) + base
+        ns = ((ts * 1_000_000_000) >> min(iface.units, 127)) + base
+    elif iface.units <= 9:
+        ns = ts * 10 ** (9 - iface.units) + base
+    else:
+        ns = ts // 10 ** min(iface.units - 9, 120) + base
+    return ns if 0 <= ns <= MAX_NS else None
 
 
 def _options(data: bytes, pos: int, end: int, order: str) -> list[tuple[int, bytes]]:
@@ -178,7 +185,11 @@ def _pcapng(data: bytes) -> CaptureFile:
             if iface >= len(ifaces) or body + 20 + cap > stop:
                 cf.error = f"damaged at byte {pos}: packet {len(times) + 1} names interface {iface} or overruns"
                 break
-            times.append(_to_ns((hi << 32) | lo, ifaces[iface]))
+            ns = _to_ns((hi << 32) | lo, ifaces[iface])
+            if ns is None:
+                cf.error = f"damaged at byte {pos}: packet {len(times) + 1} has a timestamp out of range"
+                break
+            times.append(ns)
             offsets.append(body + 20)
             caplens.append(cap)
             wirelens.append(orig)
@@ -209,8 +220,9 @@ def _pcapng(data: bytes) -> CaptureFile:
             links.append(ifaces[0].link)
         elif kind == 2 and stop - body >= 20:  # obsolete packet block
             iface, _drops, hi, lo, cap, orig = struct.unpack_from(order + "HHIIII", data, body)
-            if iface < len(ifaces) and body + 20 + cap <= stop:
-                times.append(_to_ns((hi << 32) | lo, ifaces[iface]))
+            ns = _to_ns((hi << 32) | lo, ifaces[iface]) if iface < len(ifaces) else None
+            if ns is not None and body + 20 + cap <= stop:
+                times.append(ns)
                 offsets.append(body + 20)
                 caplens.append(cap)
                 wirelens.append(orig)
@@ -228,17 +240,24 @@ def recorded_trace(cf: CaptureFile) -> Trace | None:
         return None
     doc = archive.decode(cf.trace_values)
     packets = [cf.packet(i + 1) for i in range(len(cf))]
-    info = doc.get("packets") or {}
+    found = doc.get("packets")
+    info: dict[str, object] = found if isinstance(found, dict) else {}
     count = info.get("count")
     same = count == len(packets) and info.get("digest") == archive.digest((p.time_ns, p.raw) for p in packets)
-    trace = archive.trace_from_dict(doc["trace"], packets)
+    trace = archive.trace_from_doc(doc["trace"], packets)
     if same:
-        labels = {int(k): str(v) for k, v in (info.get("app") or {}).items()}
-        if labels:
-            trace = replace(trace, packets=tuple(replace(p, app=labels.get(p.id, "")) for p in trace.packets))
-        return trace
+        return archive.with_labels(trace, doc)
     note = (f"this file holds {len(packets)} of the {count} packets the run recorded" if count != len(packets)
             else "this file's packets differ from those the run recorded")
     note += (" (the file is cut short)" if cf.error else " (it was filtered or edited after wirestack wrote it)")
     note += ": calls and packets were paired again on what is there"
     return replace(trace, notes=(*trace.notes, note))
+
+
+def plain_trace(cf: CaptureFile, path: str) -> Trace:
+    """A capture without a wirestack trace, as a Trace of packets only (no calls, nothing traced)."""
+    packets = tuple(cf.packet(i + 1) for i in range(len(cf)))
+    linktype = cf.links[0] if len(cf.links) else 1
+    info = CaptureInfo("", path, len(packets), len(packets), 0, linktype, cf.format, cf.application)
+    notes = (f"the file is {cf.error}: what comes before is shown",) if cf.error else ()
+    return Trace(path, "", packets, (), None, info, packets[0].time_ns if packets else 0, None, notes, traced=False)

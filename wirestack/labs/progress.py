@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..core.dissect import dissect
-from ..explain.explanation import duration, endpoint
+from ..explain.wording import duration, endpoint
 from ..model import Packet
 
 INITIAL_RTO_NS = 1_000_000_000  # Linux's TCP_TIMEOUT_INIT (RFC 6298): the first wait for a SYN's answer

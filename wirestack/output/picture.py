@@ -21,10 +21,10 @@ from xml.sax.saxutils import escape
 from rich.console import Console, RenderableType
 from rich.segment import Segment
 
-from ..explain.explanation import duration, endpoint, flag_name
+from ..explain.wording import duration, endpoint, flag_name
 from ..model import Packet
 from ..report import Report
-from .wire_text import WireReport
+from .sanitize import clean
 
 MAX_ARROWS = 200
 MAX_PEERS = 4
@@ -53,8 +53,8 @@ class Ladder:
 
 
 def _clean(text: str) -> str:
-    """Only characters XML 1.0 allows (payload-derived labels can hold anything)."""
-    return "".join(ch if ch in "\t\n" or (ord(ch) >= 0x20 and ch not in "\ufffe\uffff") else "?" for ch in text)
+    """Only characters XML 1.0 allows, and no control character (labels from data can hold anything)."""
+    return clean(text)
 
 
 def _what(p: Packet) -> str:
@@ -69,13 +69,11 @@ def _ep(host: str, port: int) -> str:
     return endpoint(host, port) if port else host
 
 
-def ladder(report: Report | WireReport) -> Ladder:
+def ladder(report: Report) -> Ladder:
     """Who talks to whom, packet by packet. Pure."""
-    if isinstance(report, Report):
-        packets = list(report.trace.packets)
-        calls = {c.id: c for c in report.trace.calls}
-    else:
-        packets, calls = list(report.packets), {}
+    packets = list(report.trace.packets)
+    calls = {c.id: c for c in report.trace.calls}
+    traced = report.trace.traced
     if not packets:
         return Ladder(("client",), ())
     t0 = packets[0].time_ns
@@ -86,7 +84,7 @@ def ladder(report: Report | WireReport) -> Ladder:
     for p in packets[:MAX_ARROWS]:
         src, dst = _ep(p.src, p.sport), _ep(p.dst, p.dport)
         frame = call_text = ""
-        if isinstance(report, Report):
+        if traced:
             pairs = report.alignment.pairs_of(p.id)
             out = next((x for x in pairs if x.side == "out"), None)
             outgoing = out is not None or not pairs
@@ -112,7 +110,7 @@ def ladder(report: Report | WireReport) -> Ladder:
             peers.append(theirs)
         rows.append((p, outgoing, theirs, frame, call_text))
     shown_peers = peers[: MAX_PEERS - 1] if len(peers) > MAX_PEERS else peers
-    lifelines = [_client_label(client_eps, isinstance(report, Report))] + [f"peer {x}" for x in shown_peers]
+    lifelines = [_client_label(client_eps, traced)] + [f"peer {x}" for x in shown_peers]
     if len(peers) > len(shown_peers):
         lifelines.append(f"{len(peers) - len(shown_peers)} other peers")
     arrows = []
@@ -144,7 +142,7 @@ def _initiators(packets: Sequence[Packet]) -> set[tuple[str, int]]:
 
 
 def _client_label(eps: list[str], traced: bool) -> str:
-    who = "program" if traced else "client"
+    who = "traced" if traced else "client"
     if len(eps) == 1:
         return f"{who} {eps[0]}"
     hosts = sorted({e.rsplit(":", 1)[0] for e in eps})
@@ -153,19 +151,16 @@ def _client_label(eps: list[str], traced: bool) -> str:
 
 # --- drawing ---------------------------------------------------------------------------------------------------
 
-def _renderable(report: Report | WireReport) -> RenderableType:
-    if isinstance(report, Report):
-        from .text import report_renderable
+def _renderable(report: Report) -> RenderableType:
+    from .text import renderable
 
-        return report_renderable(report)
-    from .wire_text import report_renderable as wire_renderable
-
-    return wire_renderable(report)
+    return renderable(report)
 
 
-def styled_lines(report: Report | WireReport, width: int = 100) -> list[list[tuple[str, str, bool]]]:
+def styled_lines(report: Report, width: int = 100) -> list[list[tuple[str, str, bool]]]:
     """The terminal report as lines of (text, colour, bold) runs."""
     console = Console(file=StringIO(), width=width, color_system="standard", force_terminal=True, highlight=False,
+                      markup=False,
                       emoji=False)
     lines = console.render_lines(_renderable(report), console.options.update(width=width), pad=False)
     out: list[list[tuple[str, str, bool]]] = []
@@ -248,10 +243,10 @@ def ladder_svg(lad: Ladder, x0: float = 20, y0: float = 0, traced: bool = True) 
     return el, bottom - y0 + 10, width
 
 
-def render_svg(report: Report | WireReport, width: int = 100) -> str:
+def render_svg(report: Report, width: int = 100) -> str:
     lines = styled_lines(report, width)
     text, y = _text_block(lines, 20, 28)
-    traced = isinstance(report, Report)
+    traced = report.trace.traced
     lad = ladder(report)
     heading_y = y + 14
     drawing, height, ladder_w = ladder_svg(lad, 20, heading_y + 6, traced)
@@ -274,13 +269,13 @@ def render_svg(report: Report | WireReport, width: int = 100) -> str:
     ]) + "\n"
 
 
-def _title(report: Report | WireReport) -> str:
-    if isinstance(report, Report):
-        return f"wirestack {report.trace.title}"
-    return f"wirestack read {report.file}"
+def _title(report: Report) -> str:
+    if report.trace.traced:
+        return _clean(f"wirestack {report.trace.title}")
+    return _clean(f"wirestack read {report.trace.capture.file}")
 
 
-def render_html(report: Report | WireReport, width: int = 100) -> str:
+def render_html(report: Report, width: int = 100) -> str:
     lines = styled_lines(report, width)
     body = []
     for line in lines:
@@ -289,7 +284,7 @@ def render_html(report: Report | WireReport, width: int = 100) -> str:
             style = f"color:{_fill(colour)}" + (";font-weight:bold" if bold else "")
             spans.append(f'<span style="{style}">{html_escape(_clean(text))}</span>')
         body.append("".join(spans))
-    traced = isinstance(report, Report)
+    traced = report.trace.traced
     drawing, height, ladder_w = ladder_svg(ladder(report), 10, 0, traced)
     title = html_escape(_title(report))
     return "\n".join([
@@ -315,3 +310,19 @@ def render_html(report: Report | WireReport, width: int = 100) -> str:
         "</body>",
         "</html>",
     ]) + "\n"
+
+
+class SvgRenderer:
+    name: str = "svg"
+    extensions: tuple[str, ...] = (".svg",)
+
+    def render(self, report: Report) -> str:
+        return render_svg(report)
+
+
+class HtmlRenderer:
+    name: str = "html"
+    extensions: tuple[str, ...] = (".html", ".htm")
+
+    def render(self, report: Report) -> str:
+        return render_html(report)

@@ -1,14 +1,19 @@
-"""Rendering a report as text with rich. Returns strings; printing is the CLI's business.
+"""The report as text, drawn with rich. Returns strings; printing is the CLI's business.
 
-The traceback is drawn as Python prints it, each entry tagged with its layer and the packets produced below
-it; under the frame where the failing call was made comes the kernel layer: the syscall with its result, the
-errno's `#define`, and its packets. Then the other socket calls that touched the wire, then the explanation.
+The traceback is drawn as Python prints it (ExceptionGroups too), each entry tagged with its layer and the
+packets produced below it; under the frame where the failing call was made comes the kernel layer: the call and
+what the kernel returned, its error named in its own namespace, the header's `#define`, and its packets and
+kernel events. Then the other failed calls, the other calls that touched the wire, and what the wire shows (the
+facts, in words). A capture file without a trace shows its flows, packets and facts.
+
+Every string from the data goes through `sanitize.clean` and into `rich.text.Text`: no control character reaches
+the terminal, and no rich markup in data is interpreted.
 """
 
 from __future__ import annotations
 
-import re
 import signal
+from collections.abc import Sequence
 from io import StringIO
 
 from rich.console import Console, Group, RenderableType
@@ -16,22 +21,33 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from ..core import errnos
-from ..core.kernel import describe
+from ..core.chains import chain
+from ..core.errnos import key
 from ..core.layers import KERNEL, layer_of
-from ..core.pairing import chain
-from ..explain.explanation import duration, endpoint
-from ..model import Call, ExceptionInfo, Frame, Packet
+from ..core.pairing import RECVS
+from ..explain.facts import AppExchange, kind_of
+from ..explain.rules.calls import is_wait
+from ..explain.wording import QUIET, Words, addr, duration, endpoint, sentence
+from ..model import EAI, ERRNO, HERRNO, OPENSSL, TIMEOUT, Call, ExceptionInfo, Frame, KernelEvent, Packet
 from ..report import Report
+from .sanitize import clean
 
-_LAYER_STYLE = {"program": "green", "application module": "cyan", "transport interface": "magenta",
-                KERNEL: "bold red"}
+LAYER_STYLE = {"program": "green", "application module": "cyan", "transport interface": "magenta",
+               KERNEL: "bold red"}
 _CAUSE = "The above exception was the direct cause of the following exception:"
 _CONTEXT = "During handling of the above exception, another exception occurred:"
 MAX_PACKETS_SHOWN = 40
+MAX_FAILED_SHOWN = 5
+MAX_ALIKE_SHOWN = 3
+MAX_ROWS_SHOWN = 20
+SHOW_ALL_PACKETS = 100  # a file without a trace shows every packet up to this many
 
 
-def ids(packets: tuple[int, ...] | list[int]) -> str:
+def T(text: object, style: str = "") -> Text:  # noqa: N802  (a Text of data, always sanitised)
+    return Text(clean(text), style=style)
+
+
+def ids(packets: Sequence[int]) -> str:
     """'#1 #2 #3' or '#1-#40' for long runs of consecutive ids."""
     if not packets:
         return ""
@@ -42,40 +58,57 @@ def ids(packets: tuple[int, ...] | list[int]) -> str:
     return " ".join(f"#{p}" for p in packets)
 
 
-def address(addr: tuple[str, int] | None) -> str:
-    return endpoint(*addr) if addr else "?"
+def address(a: tuple[str, int] | None) -> str:
+    return endpoint(*a) if a else "?"
+
+
+def _target(c: Call) -> str:
+    target = c.args.get("address")
+    if c.op == "getaddrinfo":
+        return f"{c.args.get('host')!r}, {c.args.get('port')!r}"
+    if c.op in ("getsockopt", "setsockopt"):
+        return str(c.args.get("option", ""))
+    if isinstance(target, list) and len(target) >= 2 and isinstance(target[1], int):
+        return endpoint(str(target[0]), target[1])
+    if "bytes" in c.args:
+        return f"{c.args['bytes']} bytes"
+    if "bufsize" in c.args:
+        return str(c.args["bufsize"])
+    return ""
+
+
+def outcome(c: Call) -> str:
+    """What a call returned or raised, in the error's own namespace."""
+    f = c.fault
+    if f is not None:
+        if f.namespace == ERRNO:
+            return f"{f.name or 'errno'} ({f.code})"
+        if f.namespace in (EAI, HERRNO):
+            return f"{f.name} ({f.code})"
+        if f.namespace == OPENSSL:
+            return f"OpenSSL {f.name} ({f.code})" + (f" [{f.reason}]" if f.reason else "")
+        if f.namespace == TIMEOUT:
+            return f"{f.type} (no errno)"
+        return f.type
+    if c.op in RECVS:
+        return f"{c.result} bytes" + (" (EOF)" if c.result == 0 else "")
+    if c.op in ("send", "sendto", "sendmsg", "write") and isinstance(c.result, int):
+        return f"{c.result} bytes"
+    if c.op == "getaddrinfo" and isinstance(c.result, list):
+        return ", ".join(endpoint(str(r[2][0]), int(r[2][1])) for r in c.result if isinstance(r, list) and len(r) == 3
+                         and isinstance(r[2], list) and len(r[2]) == 2 and isinstance(r[2][1], int)) or "[]"
+    if c.op == "getsockopt" or c.op == "connect_ex":
+        import errno
+
+        value = c.result if isinstance(c.result, int) else 0
+        return (f"SO_ERROR = {value}" if c.op == "getsockopt" else str(value)) + (
+            f" ({errno.errorcode.get(value, '?')})" if value else "")
+    return "ok"
 
 
 def call_line(c: Call) -> str:
     """connect(127.0.0.1:464) → ECONNREFUSED (111)"""
-    target = c.args.get("address")
-    if c.op == "getaddrinfo":
-        inside = f"{c.args.get('host')!r}, {c.args.get('port')!r}"
-    elif c.op == "getsockopt":
-        inside = str(c.args.get("option", ""))
-    elif isinstance(target, list) and len(target) >= 2:  # IPv6: [host, port, flowinfo, scope_id]
-        inside = endpoint(str(target[0]), int(target[1]))
-    elif "bytes" in c.args:
-        inside = f"{c.args['bytes']} bytes"
-    elif "bufsize" in c.args:
-        inside = str(c.args["bufsize"])
-    else:
-        inside = ""
-    if c.errno is not None:
-        outcome = f"{errnos.name(c.errno)} ({c.errno})"
-    elif c.failed:
-        outcome = c.error
-    elif c.op in ("recv", "recv_into", "recvfrom", "recvfrom_into", "recvmsg"):
-        outcome = f"{c.result} bytes" + (" (EOF)" if c.result == 0 else "")
-    elif c.op in ("send", "sendto", "sendmsg") and isinstance(c.result, int):
-        outcome = f"{c.result} bytes"
-    elif c.op == "getaddrinfo" and isinstance(c.result, list):
-        outcome = ", ".join(endpoint(str(r[2][0]), int(r[2][1])) for r in c.result if isinstance(r[2], list)) or "[]"
-    elif c.op == "getsockopt":
-        outcome = f"SO_ERROR = {c.result}" + (f" ({errnos.name(c.result)})" if c.result else "")
-    else:
-        outcome = "ok"
-    return f"{c.op}({inside}) → {outcome}"
+    return f"{c.op}({_target(c)}) → {outcome(c)}"
 
 
 def offset(ns: int) -> str:
@@ -83,7 +116,9 @@ def offset(ns: int) -> str:
     return ("+" if ns >= 0 else "-") + duration(abs(ns))
 
 
-def _flow_text(p: Packet) -> str:
+def flow_text(p: Packet) -> str:
+    if p.proto == "ARP":
+        return f"{p.src} → {p.dst}"
     return f"{endpoint(p.src, p.sport)} → {endpoint(p.dst, p.dport)}" if p.sport or p.dport else f"{p.src} → {p.dst}"
 
 
@@ -91,6 +126,10 @@ def packet_text(p: Packet, flow_width: int = 0) -> str:
     """'127.0.0.1:40000 → 127.0.0.1:464  TCP S   seq=1000 len=0'"""
     if p.proto == "TCP":
         detail = f"{p.flags or '.':<3} seq={p.seq}" + (f" ack={p.ack}" if "A" in p.flags else "")
+        if p.window == 0 and "A" in p.flags and "R" not in p.flags:
+            detail += " win=0"
+    elif p.proto == "ARP" and p.icmp:
+        detail = "who-has" if p.icmp[0] == 1 else "is-at" if p.icmp[0] == 2 else f"op {p.icmp[0]}"
     elif p.icmp:
         detail = f"type {p.icmp[0]} code {p.icmp[1]}"
         if p.quoted:
@@ -99,109 +138,234 @@ def packet_text(p: Packet, flow_width: int = 0) -> str:
     else:
         detail = ""
     app = f"  {p.app}" if p.app else ""
-    return f"{_flow_text(p):<{flow_width}}  {p.proto:<4} {detail} len={len(p.payload)}{app}"
+    return f"{flow_text(p):<{flow_width}}  {p.proto:<4} {detail} len={len(p.payload)}{app}"
 
 
-def _packet_table(report: Report, pids: tuple[int, ...], t0: int, call: Call) -> Table:
+def describe_event(ev: KernelEvent) -> str:
+    """One line for a kernel event, from its own fields."""
+    import errno as _errno
+
+    f = ev.fields
+    if ev.event.startswith("sys_enter_"):
+        fd = f" (fd {f['fd']})" if "fd" in f else ""
+        return f"syscall {ev.event[10:]}{fd} enters the kernel"
+    if ev.event.startswith("sys_exit_"):
+        try:
+            ret = int(f.get("ret", "0"))
+        except ValueError:
+            ret = 0
+        name = ev.event[9:]
+        if ret < 0:
+            return f"syscall {name} returns {ret} (-{_errno.errorcode.get(-ret, '?')})"
+        return f"syscall {name} returns {ret}"
+    if ev.event == "inet_sock_set_state":
+        return f"socket state {f.get('oldstate', '?')} → {f.get('newstate', '?')} ({f.get('saddr', '?')}:" \
+               f"{f.get('sport', '?')} ↔ {f.get('daddr', '?')}:{f.get('dport', '?')})"
+    if ev.event == "tcp_send_reset":
+        return f"tcp_send_reset: RST from {f.get('src', '?')}, reason {f.get('reason', '?')}" + (
+            f", state {f['state']}" if f.get("state") not in (None, "", "UNKNOWN") else "")
+    if ev.event == "kfree_skb":
+        return f"kfree_skb: packet dropped, reason {f.get('reason', '?')} at {f.get('location', '?')}"
+    if ev.event == "tcp_receive_reset":
+        return "tcp_receive_reset: the RST reaches the socket"
+    if ev.event == "inet_sk_error_report":
+        try:
+            err = int(f.get("error", "0"))
+        except ValueError:
+            err = 0
+        return f"inet_sk_error_report: error {err} ({_errno.errorcode.get(err, '?')}) set on the socket"
+    if ev.event in ("tcp_retransmit_skb", "tcp_retransmit_synack"):
+        return f"{ev.event}: sent again" + (f", state {f['state']}" if "state" in f else "")
+    if ev.event == "icmp_send":
+        return f"icmp_send: type {f.get('type')} code {f.get('code')} for the datagram " \
+               f"{f.get('src')}:{f.get('sport')} → {f.get('dst')}:{f.get('dport')}"
+    return f"{ev.event} " + " ".join(f"{k}={v}" for k, v in list(f.items())[:8])
+
+
+class TextRenderer:
+    """The report as text, `width` columns wide, with ANSI colours only when `color`; a large run is
+    summarised unless `show_all`."""
+
+    name: str = "text"
+    extensions: tuple[str, ...] = (".txt",)
+
+    def __init__(self, width: int = 100, color: bool = False, show_all: bool = False) -> None:
+        self.width, self.color, self.show_all = width, color, show_all
+
+    def render(self, report: Report) -> str:
+        console = Console(file=StringIO(), width=self.width, color_system="standard" if self.color else None,
+                          force_terminal=self.color, no_color=not self.color, highlight=False, emoji=False,
+                          markup=False)
+        console.print(renderable(report, self.show_all))
+        text = str(console.file.getvalue())  # type: ignore[attr-defined]
+        return "\n".join(line.rstrip() for line in text.splitlines()) + "\n"
+
+
+def render_text(report: Report, width: int = 100, color: bool = False, show_all: bool = False) -> str:
+    return TextRenderer(width, color, show_all).render(report)
+
+
+# -- the kernel layer under a call -----------------------------------------------------------------------------
+
+
+def kernel_line(report: Report, c: Call) -> str:
+    """What the kernel returned for the call, each error in its own namespace."""
+    f = c.fault
+    target = f"{c.op}({_target(c)})"
+    ret = next((_int(report.event(k).fields.get("ret")) for k in report.kernel.for_call(c.id)
+                if report.event(k).event.startswith("sys_exit_")), None)
+    if f is None:
+        return call_line(c)
+    timeout = c.args.get("timeout")
+    if f.namespace == ERRNO:
+        if c.op == "connect" and isinstance(timeout, float):
+            import errno
+
+            if ret is not None and ret < 0 and -ret != f.code:
+                return (f"{target} → {errno.errorcode.get(-ret, '?')} ({-ret}) from the syscall; then "
+                        f"{f.name} ({f.code}) read through SO_ERROR (CPython runs a connect with a timeout "
+                        "non-blocking)")
+            return (f"{target} → {f.name} ({f.code}) (a connect with a {timeout:g} s timeout: CPython makes the "
+                    "syscall non-blocking and reads the error through SO_ERROR after poll())")
+        return f"{target} → {f.name or 'errno'} ({f.code})"
+    if f.namespace == TIMEOUT:
+        limit = f"the socket's {timeout:g} s timeout" if isinstance(timeout, float) else "a Python timeout"
+        return (f"{target}: no error from the kernel: {limit} expired in CPython's own wait (poll), and it raised "
+                f"{f.type} (no errno)")
+    if f.namespace == OPENSSL:
+        reason = f" [{f.library}: {f.reason}]" if f.reason else ""
+        return f"{target} → OpenSSL {f.name or 'error'} ({f.code}){reason}: an OpenSSL error, not a kernel errno"
+    if f.namespace in (EAI, HERRNO):
+        return f"{target} → {f.name or f.namespace} ({f.code}): the resolver's error code (netdb.h), not a kernel " \
+               "errno"
+    return f"{target} → {f.line} (not an OS error)"
+
+
+def _int(value: object) -> int | None:
+    try:
+        return int(str(value))
+    except ValueError:
+        return None
+
+
+def _packet_table(report: Report, pids: Sequence[int], t0: int, call: Call) -> Group:
     """The call's packets and kernel events in time order: id, time from the call's start, direction, what."""
-    table = Table.grid(padding=(0, 1))
-    for _ in range(3):
-        table.add_column(no_wrap=True, justify="right")
-    table.add_column()
     shown = [report.packet(pid) for pid in pids[:MAX_PACKETS_SHOWN]]
-    width = max((len(_flow_text(p)) for p in shown), default=0)
-    rows: list[tuple[int, list[Text]]] = []
+    width = max((len(flow_text(p)) for p in shown), default=0)
+    rows: list[tuple[int, str, Text, str, Text]] = []
     for p in shown:
         incoming = any(x.side == "in" and x.call == call.id for x in report.alignment.pairs_of(p.id))
         style = "yellow" if "R" in p.flags or p.quoted else ""
-        rows.append((p.time_ns, [Text(f"#{p.id}", style="bold"), Text(offset(p.time_ns - t0)),
-                                 Text("←" if incoming else "→"), Text(packet_text(p, width), style=style)]))
-    events = {e.id: e for e in report.trace.kernel}
-    for kid in report.alignment.kernel_of_call(call.id):
-        ev = events[kid]
-        about = report.alignment.kernel[kid].packets
-        text = describe(ev) + (f" [{ids(about)}]" if about else "")
-        rows.append((ev.time_ns, [Text(f"k{kid}", style="dim"), Text(offset(ev.time_ns - t0)), Text("·"),
-                                  Text(text, style="magenta")]))
-    for _, row in sorted(rows, key=lambda r: r[0]):
-        table.add_row(*row)
+        rows.append((p.time_ns, f"#{p.id}", Text(f"#{p.id}", style="bold"), "←" if incoming else "→",
+                     T(packet_text(p, width), style)))
+    for kid in report.kernel.for_call(call.id):
+        ev = report.event(kid)
+        about = report.kernel.links[kid].packets
+        text = describe_event(ev) + (f" [{ids(about)}]" if about else "")
+        rows.append((ev.time_ns, f"k{kid}", Text(f"k{kid}", style="dim"), "·", T(text, "magenta")))
+    rows.sort(key=lambda r: r[0])
+    digits = max((len(r[1]) for r in rows), default=2)
+    times = [offset(r[0] - t0) for r in rows]
+    tw = max((len(x) for x in times), default=6)
+    lines: list[RenderableType] = []
+    for (_, label, styled, arrow, what), at in zip(rows, times, strict=True):
+        pad = " " * (digits - len(label))
+        lines.append(_line(Text(pad), styled, Text(f" {at:>{tw}} {arrow} "), what))
     if len(pids) > MAX_PACKETS_SHOWN:
-        table.add_row(Text(""), Text(""), Text(""), Text(f"… {len(pids) - MAX_PACKETS_SHOWN} more packets",
-                                                          style="dim"))
-    return table
+        lines.append(Text(f"… {len(pids) - MAX_PACKETS_SHOWN} more packets", "dim"))
+    return Group(*lines)
 
 
 def _kernel_block(report: Report, call: Call) -> RenderableType:
-    lines: list[RenderableType] = [Text.assemble(("  kernel  ", _LAYER_STYLE[KERNEL]), call_line(call),
+    lines: list[RenderableType] = [Text.assemble(("  kernel  ", LAYER_STYLE[KERNEL]), T(kernel_line(report, call)),
                                                  (f"   in {duration(call.end_ns - call.start_ns)}", "dim"))]
-    if call.errno is not None and call.errno in report.trace.errno_defines:
-        lines.append(Text("          " + report.trace.errno_defines[call.errno], style="dim"))
+    f = call.fault
+    if f is not None and f.code is not None:
+        define = report.trace.defines.get(key(f.namespace, f.code))
+        if define:
+            lines.append(T("          " + define, "dim"))
     pids = report.alignment.packets_of_call(call.id)
-    if pids or report.alignment.kernel_of_call(call.id):
+    if pids or report.kernel.for_call(call.id):
         lines.append(Padding(_packet_table(report, pids, call.start_ns, call), (0, 0, 0, 10)))
     if not pids:
         lines.append(Text("          no packet of this call was captured", style="dim"))
     return Group(*lines)
 
 
-def _exception_block(report: Report, exc: ExceptionInfo, origin: Call | None) -> RenderableType:
-    rows: list[RenderableType] = [Text("Traceback (most recent call last):")]
-    for f in exc.frames:
-        layer = layer_of(f.file)
-        rows.append(Text(f'  File "{f.file}", line {f.line}, in {f.function}'))
-        line = Table.grid(padding=(0, 2), expand=True)
-        line.add_column(ratio=1, overflow="ellipsis", no_wrap=True)
-        line.add_column(no_wrap=True, justify="right")
-        tag = Text.assemble((layer, _LAYER_STYLE.get(layer, "")), "  ",
-                            (ids(report.alignment.packets_below(f.instance)) or "-", "bold"))
-        line.add_row(Text(f"    {f.code}"), tag)
-        rows.append(line)
-    if origin is not None and exc.call == origin.id:
-        rows.append(_kernel_block(report, origin))
-    rows.append(Text(f"{exc.type}: {exc.message}" if exc.message else exc.type, style="bold red"))
-    return Group(*rows)
+# -- tracebacks ------------------------------------------------------------------------------------------------
 
 
-WAITS = {11, 114, 115}  # EAGAIN, EALREADY, EINPROGRESS: a non-blocking socket waiting, not failing
-
-
-def _stack_lines(frames: tuple[Frame, ...]) -> list[RenderableType]:
+def _frame_rows(report: Report, frames: Sequence[Frame], prefix: str = "", tags: bool = True) -> list[RenderableType]:
     rows: list[RenderableType] = []
     for f in frames:
-        rows.append(Text(f'  File "{f.file}", line {f.line}, in {f.function}'))
         layer = layer_of(f.file)
+        rows.append(T(f'{prefix}  File "{f.file}", line {f.line}, in {f.function}'))
         line = Table.grid(padding=(0, 2), expand=True)
         line.add_column(ratio=1, overflow="ellipsis", no_wrap=True)
         line.add_column(no_wrap=True, justify="right")
-        line.add_row(Text(f"    {f.code}"), Text(layer, style=_LAYER_STYLE.get(layer, "")))
+        tag = Text.assemble((layer, LAYER_STYLE.get(layer, "")))
+        if tags:
+            tag.append("  ")
+            tag.append(ids(report.alignment.packets_below(f.instance)) or "-", style="bold")
+        line.add_row(T(f"{prefix}    {f.code}"), tag)
         rows.append(line)
     return rows
 
 
-MAX_FAILED_SHOWN = 5
-MAX_ALIKE_SHOWN = 3
-MAX_ROWS_SHOWN = 20
+def _exception_line(e: ExceptionInfo, prefix: str = "") -> Text:
+    text = f"{e.type}: {e.message}" if e.message else e.type
+    if e.group:
+        text += f" ({len(e.group)} sub-exception{'s' if len(e.group) != 1 else ''})"
+    return T(prefix + text, "bold red")
 
 
-def _failed_calls(report: Report, shown: Call | None, show_all: bool) -> list[RenderableType]:
-    """Every failed call the traceback does not already show: its stack, the syscall and its packets; in a
+def _exception_block(report: Report, exc: ExceptionInfo, origin: Call | None, prefix: str = "",
+                     depth: int = 0) -> list[RenderableType]:
+    """One exception as Python prints it (its chain first); an ExceptionGroup with its members, indented."""
+    rows: list[RenderableType] = []
+    exceptions = chain(exc)
+    for i, e in enumerate(exceptions):
+        if i:
+            rows += [Text(""), T(prefix + (_CAUSE if e.cause is exceptions[i - 1] else _CONTEXT)), Text("")]
+        if e.group and depth < 4:
+            rows.append(T(f"{prefix}  + Exception Group Traceback (most recent call last):"))
+            rows += _frame_rows(report, e.frames, prefix + "  |")
+            rows.append(_exception_line(e, prefix + "  | "))
+            for n, member in enumerate(e.group[:15], 1):
+                head = "+-+" if n == 1 else "  +"
+                rows.append(T(f"{prefix}  {head}---------------- {n} ----------------"))
+                rows += _exception_block(report, member, origin, prefix + "    |", depth + 1)
+            rows.append(T(f"{prefix}    +------------------------------------"))
+            continue
+        rows.append(T(f"{prefix}Traceback (most recent call last):"))
+        rows += _frame_rows(report, e.frames, prefix)
+        calls = {c.id: c for c in report.trace.calls}
+        if e.call is not None and e.call in calls:
+            rows.append(_kernel_block(report, calls[e.call]))
+        rows.append(_exception_line(e, prefix))
+    return rows
+
+
+def _failed_calls(report: Report, shown: set[int], show_all: bool) -> list[RenderableType]:
+    """Every failed call the traceback does not already show: its stack, the kernel layer and its packets; in a
     large run the first few in full and the rest counted."""
-    failed = [c for c in report.trace.calls if c.failed and c.errno not in WAITS and c is not shown
-              and c.op != "spawn"]
+    failed = [c for c in report.trace.calls if c.failed and not is_wait(c) and c.id not in shown and c.op != "spawn"]
     parts: list[RenderableType] = []
     detailed = failed if show_all else failed[:MAX_FAILED_SHOWN]
     if len(detailed) < len(failed):
         counts: dict[str, int] = {}
         for c in failed[len(detailed):]:
-            key = f"{c.op}() → {errnos.name(c.errno) if c.errno is not None else c.error}"
-            counts[key] = counts.get(key, 0) + 1
-        summary = ", ".join(f"{k} ×{n}" for k, n in sorted(counts.items(), key=lambda kv: -kv[1]))
-        parts += [Text(""), Text(f"{len(failed)} socket calls failed; the first {len(detailed)} follow, then "
-                                 f"{summary} (--all shows each)", style="bold")]
+            k = f"{c.op}() → {outcome(c)}"
+            counts[k] = counts.get(k, 0) + 1
+        summary = ", ".join(f"{k} ×{n:,}" for k, n in sorted(counts.items(), key=lambda kv: -kv[1])[:6])
+        parts += [Text(""), T(f"{len(failed):,} socket calls failed; the first {len(detailed)} follow, then "
+                              f"{summary} (--all shows each)", "bold")]
+    t = report.trace
+    main = t.processes[0].pid if t.processes else (t.calls[0].pid if t.calls else 0)
     for c in detailed:
-        pid = f", pid {c.pid}" if c.pid and report.trace.calls and c.pid != report.trace.calls[0].pid else ""
-        parts += [Text(""), Text(f"{c.op}() failed (call {c.id}, thread {c.thread}{pid}), made from:", style="bold")]
-        parts += _stack_lines(c.frames)
+        pid = f", pid {c.pid}" if c.pid and c.pid != main else ""
+        parts += [Text(""), T(f"{c.op}() failed (call {c.id}, thread {c.thread}{pid}), made from:", "bold")]
+        parts += _frame_rows(report, c.frames, tags=False)
         parts.append(_kernel_block(report, c))
     return parts
 
@@ -219,37 +383,44 @@ def _other_calls(report: Report, skip: set[int], show_all: bool) -> RenderableTy
         table.add_column(name)
     for c in shown:
         where = c.frames[-1] if c.frames else None
-        table.add_row(Text(call_line(c)), c.thread,
-                      f"{where.file.rsplit('/', 1)[-1]}:{where.line} {where.function}" if where else "",
-                      ids(report.alignment.packets_of_call(c.id)))
+        table.add_row(T(call_line(c)), T(c.thread),
+                      T(f"{where.file.rsplit('/', 1)[-1]}:{where.line} {where.function}") if where else Text(""),
+                      Text(ids(report.alignment.packets_of_call(c.id))))
     if more:
-        table.add_row(Text(f"… {more} more calls (--all shows each)", style="dim"), "", "", "")
+        table.add_row(Text(f"… {more:,} more calls (--all shows each)", style="dim"), "", "", "")
     return table
 
 
-def _flows(report: Report) -> RenderableType | None:
-    """A large run in counts: packets and calls per socket, failing sockets first."""
+def _flows(report: Report, always: bool = False) -> RenderableType | None:
+    """A large run (or a file without a trace) in counts: each flow, failing ones first."""
     t = report.trace
-    if len(t.packets) <= MAX_ROWS_SHOWN * 5:
+    scene = report.explanation.scene
+    if not always and len(t.packets) <= MAX_ROWS_SHOWN * 5:
         return None
-    failed = {c.socket for c in t.calls if c.failed and c.errno not in WAITS}
-    calls_of: dict[int, int] = {}
-    for c in t.calls:
-        calls_of[c.socket] = calls_of.get(c.socket, 0) + 1
     rows = []
-    for sock, pids in report.alignment.socket_packets.items():
-        first = report.packet(pids[0])
-        rows.append((sock not in failed, -len(pids), sock, first, len(pids)))
+    for c in scene.connections:
+        bad = c.outcome in ("refused", "unanswered", "icmp") or c.a.rst is not None or c.b.rst is not None
+        what = c.outcome if c.outcome != "established" else ("reset" if c.a.rst or c.b.rst else "")
+        rows.append((not bad, c.flow.packets[0], f"TCP {address(c.flow.a)} → {address(c.flow.b)}",
+                     len(c.packets), what, c.client.sockets + c.server.sockets))
+    for v in scene.conversations:
+        bad = bool(v.icmp)
+        rows.append((not bad, v.flow.packets[0], f"UDP {address(v.flow.a)} → {address(v.flow.b)}",
+                     len(v.datagrams) + len(v.icmp), "ICMP error" if v.icmp else "",
+                     v.first.sockets + v.second.sockets))
+    if not rows:
+        return None
     rows.sort()
-    table = Table(title=f"{len(rows)} sockets, {len(t.packets)} packets, {len(t.calls)} calls: the busiest and "
-                  "the failing", title_justify="left", box=None, padding=(0, 1), header_style="bold")
-    for name in ("socket", "first packet's flow", "packets", "calls", "failed"):
+    failing = sum(1 for r in rows if not r[0])
+    title = (f"{len(rows):,} flows, {len(t.packets):,} packets" + (f", {len(t.calls):,} calls" if t.traced else "")
+             + (f"; {failing:,} with failures, listed first" if failing else ""))
+    table = Table(title=title, title_justify="left", box=None, padding=(0, 1), header_style="bold")
+    for name in ("flow", "packets", "what", "sockets"):
         table.add_column(name)
-    for ok, _, sock, first, n in rows[:MAX_ROWS_SHOWN]:
-        table.add_row(str(sock), f"{first.proto} {endpoint(first.src, first.sport)} → "
-                      f"{endpoint(first.dst, first.dport)}", str(n), str(calls_of.get(sock, 0)), "" if ok else "yes")
+    for ok, _, flow, n, what, sockets in rows[:MAX_ROWS_SHOWN]:
+        table.add_row(T(flow, "" if ok else "yellow"), str(n), T(what), " ".join(map(str, sockets)))
     if len(rows) > MAX_ROWS_SHOWN:
-        table.add_row(Text(f"… {len(rows) - MAX_ROWS_SHOWN} more sockets", style="dim"), "", "", "", "")
+        table.add_row(Text(f"… {len(rows) - MAX_ROWS_SHOWN:,} more flows", style="dim"), "", "", "")
     return table
 
 
@@ -262,11 +433,82 @@ def _application_layer(report: Report) -> RenderableType | None:
     for _ in range(3):
         table.add_column(no_wrap=True)
     for p in labelled[:MAX_PACKETS_SHOWN]:
-        table.add_row(Text(f"  #{p.id}", style="bold"), f"{endpoint(p.src, p.sport)} → {endpoint(p.dst, p.dport)}",
-                      Text(p.app, style="cyan"))
+        table.add_row(Text(f"  #{p.id}", style="bold"), T(flow_text(p)), T(p.app, "cyan"))
     if len(labelled) > MAX_PACKETS_SHOWN:
-        table.add_row(Text(f"  … {len(labelled) - MAX_PACKETS_SHOWN} more", style="dim"), "", "")
+        table.add_row(Text(f"  … {len(labelled) - MAX_PACKETS_SHOWN:,} more", style="dim"), "", "")
     return Group(Text("Application layer (as tshark dissects it)", style="bold"), table)
+
+
+def _packets(report: Report) -> RenderableType | None:
+    """For a file without a trace: the packets (all of a small file; else those the facts rest on)."""
+    t = report.trace
+    if len(t.packets) <= SHOW_ALL_PACKETS:
+        shown = list(t.packets)
+        what = ""
+    else:
+        wanted: set[int] = set()
+        for f in report.facts:
+            if kind_of(f) not in QUIET:
+                wanted.update(f.packets[:4])
+        shown = [report.packet(i) for i in sorted(wanted)[:MAX_PACKETS_SHOWN + 20]]
+        what = f" ({len(shown):,} of {len(t.packets):,}: those the facts below rest on)"
+    if not shown:
+        return None
+    width = max((len(flow_text(p)) for p in shown), default=0)
+    digits = len(str(shown[-1].id)) + 1
+    t0 = t.packets[0].time_ns if t.packets else 0
+    lines: list[RenderableType] = [Text("Packets" + what, style="bold")]
+    for p in shown:
+        style = "yellow" if "R" in p.flags or p.quoted else ""
+        lines.append(_line(Text(f"  {'#' + str(p.id):>{digits}}", style="bold"), Text(f" {offset(p.time_ns - t0):>9} "),
+                           T(packet_text(p, width), style)))
+    return Group(*lines)
+
+
+def _line(*parts: Text) -> Text:
+    """One row of fixed columns, cut (not wrapped) at the right edge."""
+    line = Text.assemble(*parts)
+    line.no_wrap, line.overflow = True, "ellipsis"
+    return line
+
+
+def _facts(report: Report, show_all: bool) -> RenderableType | None:
+    words = Words({c.id: c for c in report.trace.calls}, many_pids=len({c.pid for c in report.trace.calls}) > 1)
+    bullets = Table.grid(padding=(0, 1))
+    bullets.add_column(no_wrap=True)
+    bullets.add_column(ratio=1)
+    told: dict[tuple[object, ...], int] = {}
+    rows = 0
+    for f in report.facts:
+        if kind_of(f) in QUIET:
+            continue
+        group = f.group()
+        told[group] = told.get(group, 0) + 1
+        if not show_all and told[group] > MAX_ALIKE_SHOWN:
+            continue
+        bullets.add_row("  •", T(sentence(f, words)))
+        rows += 1
+        if isinstance(f, AppExchange):
+            for pid, line, n, _call, how in f.segments:
+                p = report.packet(pid)
+                arrow = "→" if (p.src, p.sport) == f.client.addr else "←"
+                body = f"'{line}'" if line != "(continued)" else line
+                bullets.add_row("", T(f"#{pid} {arrow} {body} ({n} bytes)" + (f": {how}" if how else
+                                                                             ": paired with no call"), "dim"))
+    for group, n in told.items():
+        if not show_all and n > MAX_ALIKE_SHOWN:
+            bullets.add_row("  •", Text(f"… and {n - MAX_ALIKE_SHOWN:,} more the same ({_group_label(group)}; "
+                                        "--all shows each)", style="dim"))
+    if not rows:
+        return None
+    return Group(Text("What the wire shows", style="bold"), bullets)
+
+
+def _group_label(group: tuple[object, ...]) -> str:
+    kind = str(group[0])
+    rest = [clean(addr(x)) if isinstance(x, tuple) and len(x) == 2 and isinstance(x[1], int) else clean(x)
+            for x in group[1:] if x not in ("", None, False, True, ())]
+    return kind + (" " + " ".join(rest[:3]) if rest else "")
 
 
 def exit_line(code: int | None) -> str | None:
@@ -281,70 +523,66 @@ def exit_line(code: int | None) -> str | None:
     return f"the program exited with status {code}"
 
 
-def report_renderable(report: Report, show_all: bool = False) -> RenderableType:
+_LINKTYPES = {0: "BSD loopback", 1: "Ethernet", 101: "raw IP", 108: "OpenBSD loopback", 113: "Linux cooked",
+              228: "IPv4", 229: "IPv6", 276: "Linux cooked v2"}
+
+
+def renderable(report: Report, show_all: bool = False) -> RenderableType:
     t = report.trace
     cap = t.capture
-    head = t.client.strip().splitlines()[-1] if t.client else ""
-    parts: list[RenderableType] = [
-        Text.assemble((f"wirestack {t.title}", "bold"), ": ", head),
-        Text(f"captured on {cap.interface}: {cap.packets} packets of the program's flows "
-             f"({cap.seen} seen, {cap.dropped} dropped by the kernel)", style="dim"),
+    parts: list[RenderableType] = []
+    if not t.traced:
+        links = ", ".join(sorted({_LINKTYPES.get(p.link, f"link type {p.link}") for p in t.packets})) or "no packets"
+        from ..explain.wording import count
+
+        parts += [Text.assemble(("wirestack read", "bold"), T(f" {cap.file}: {count(len(t.packets), 'packet')} "
+                                                            f"({cap.format or 'capture'}, {links})")),
+                  Text("no wirestack trace in this file: packets and what the wire alone shows, nothing about "
+                       "calls or frames", style="dim"), Text("")]
+        for part in (_flows(report, always=True), _packets(report), _application_layer(report),
+                     _facts(report, show_all)):
+            if part is not None:
+                parts += [part, Text("")]
+        if not any(kind_of(f) not in QUIET for f in report.facts) and t.packets:
+            parts += [Text("What the wire shows", style="bold"),
+                      Text("  no refusal, reset, unanswered SYN, ICMP error or retransmission was captured"),
+                      Text("")]
+        for note in t.notes:
+            parts.append(T(f"note: {note}", "dim"))
+        while parts and isinstance(parts[-1], Text) and not parts[-1].plain:
+            parts.pop()
+        return Group(*parts)
+    head = t.client.strip().splitlines()[-1] if t.client.strip() else ""
+    parts += [
+        Text.assemble((f"wirestack {clean(t.title)}", "bold"), ": ", T(head)),
+        T(f"captured on {cap.interface}: {cap.packets:,} packets of the program's flows ({cap.seen:,} seen, "
+          f"{cap.dropped:,} dropped by the kernel)", "dim"),
     ]
     if t.kernel_off:
-        parts.append(Text(t.kernel_off, style="dim"))
+        parts.append(T(t.kernel_off, "dim"))
     status = exit_line(t.exit_code)
     usual = 1 if t.exception is not None else 0  # what python exits with anyway: not worth a line
     if status and t.exit_code != usual:
-        parts.append(Text(status, style="dim"))
+        parts.append(T(status, "dim"))
     parts.append(Text(""))
-    origin = report.origin
-    in_traceback: Call | None = None
+    shown: set[int] = set()
     if t.exception is not None:
-        exceptions = chain(t.exception)
-        for i, e in enumerate(exceptions):
-            if i:
-                parts += [Text(""), Text(_CAUSE if e.cause is exceptions[i - 1] else _CONTEXT), Text("")]
-            parts.append(_exception_block(report, e, origin))
-        if origin is not None and any(e.call == origin.id for e in exceptions):
-            in_traceback = origin
+        parts += _exception_block(report, t.exception, report.origin)
+        from ..core.chains import linked
+
+        shown = {e.call for e in linked(t.exception) if e.call is not None}
     else:
         parts.append(Text("no exception escaped"))
-    parts += _failed_calls(report, in_traceback, show_all)
-    skip = {c.id for c in t.calls if c.failed and c.errno not in WAITS}
-    other = _other_calls(report, skip, show_all)
-    if other is not None:
-        parts += [Text(""), other]
-    flows = None if show_all else _flows(report)
-    if flows is not None:
-        parts += [Text(""), flows]
-    app = _application_layer(report)
-    if app is not None:
-        parts += [Text(""), app]
-    if report.findings:
-        bullets = Table.grid(padding=(0, 1))
-        bullets.add_column(no_wrap=True)
-        bullets.add_column(ratio=1)
-        alike: dict[str, int] = {}
-        for f in report.findings:
-            shape = re.sub(r"\d+(\.\d+)?", "#", f.text)
-            alike[shape] = alike.get(shape, 0) + 1
-            if show_all or alike[shape] <= MAX_ALIKE_SHOWN:
-                bullets.add_row("  •", f.text)
-        for shape, n in alike.items():
-            if not show_all and n > MAX_ALIKE_SHOWN:
-                bullets.add_row("  •", Text(f"… and {n - MAX_ALIKE_SHOWN} more like “{shape[:60]}…” (--all shows "
-                                            "each)", style="dim"))
-        parts += [Text(""), Text("What the wire shows", style="bold"), bullets]
+    parts += _failed_calls(report, shown, show_all)
+    skip = {c.id for c in t.calls if c.failed and not is_wait(c)}
+    for part in (_other_calls(report, skip, show_all), None if show_all else _flows(report),
+                 _application_layer(report), _facts(report, show_all)):
+        if part is not None:
+            parts += [Text(""), part]
     for note in t.notes:
-        parts.append(Text(f"note: {note}", style="dim"))
+        parts.append(T(f"note: {note}", "dim"))
     return Group(*parts)
 
 
-def render_text(report: Report, width: int = 100, color: bool = False, show_all: bool = False) -> str:
-    """The report as text, `width` columns wide, with ANSI colours only when `color`; a large run is
-    summarised unless `show_all`."""
-    console = Console(file=StringIO(), width=width, color_system="standard" if color else None,
-                      force_terminal=color, no_color=not color, highlight=False, emoji=False)
-    console.print(report_renderable(report, show_all))
-    text = str(console.file.getvalue())  # type: ignore[attr-defined]
-    return "\n".join(line.rstrip() for line in text.splitlines()) + "\n"
+__all__ = ["TextRenderer", "call_line", "describe_event", "ids", "kernel_line", "offset", "packet_text",
+           "render_text", "renderable"]

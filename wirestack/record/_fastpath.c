@@ -1,11 +1,17 @@
-/* The probe's short path in C (optional: wirestack/record/probe.py does the same in Python when this is not built).
+/* The probe's C twin (optional: wirestack/record/probe.py does the same in Python when this is not built).
+
+   Two things only C can give the probe. (1) Wrappers without a Python frame: a `Shim` replaces a socket method
+   (connect, accept, getaddrinfo, ...): it times the original, hands the outcome to a Python callback (`done` or
+   `failed`) and returns the result or raises the very exception again. Having no frame of its own, it leaves
+   the program's tracebacks exactly as under python. `choose` sends (sock, level, option) calls to a recording
+   wrapper only for the options that matter. (2) A short path for the calls of a loop.
 
    A `Hot` object replaces one of socket.socket's data methods (send, sendall, sendto, recv, recvfrom). It times
    the original C method, and when the call succeeded and everything it needs is already known (the socket's
    entry in the probe's table, the caller's stack kept in its frame's `_Tag` for this instruction, the thread),
-   it appends the "data" item itself:
+   it appends the "data" item itself, in the layout of items.DATA (`DATA_FIELDS` below, checked by a test):
 
-       ("data", id, op, thread, start, end, stack, socket, size, result, remote, pid)
+       ("data", id, op, thread, tid, start, end, stack, socket, size, result, remote, pid)
 
    exactly as `Probe._note` builds it. Anything else goes to Python: an unusual call shape (keywords, too few
    arguments) to the Python wrapper (`python`), a call that raised to `failed(exc, sock, *args, _start=start)`
@@ -21,6 +27,50 @@
 #include <time.h>
 
 #define FLUSH_NS 50000000LL
+
+static const char *DATA_FIELDS[] = {"kind", "id", "op", "thread", "tid", "start", "end", "stack", "socket", "size",
+                                    "result", "remote", "pid", NULL};
+
+/* The exception being raised, taken (3.12+ keeps it as one object; before, as type, value, traceback). */
+static PyObject *take_exception(void) {
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != NULL && value != NULL)
+        PyException_SetTraceback(value, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    return value;
+#endif
+}
+
+static void give_exception(PyObject *value) { /* steals the reference */
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(value);
+#else
+    if (value == NULL)
+        return;
+    PyObject *type = (PyObject *)Py_TYPE(value);
+    Py_INCREF(type);
+    PyObject *tb = PyException_GetTraceback(value);
+    PyErr_Restore(type, value, tb);
+#endif
+}
+
+/* A callback of the probe failed: an Exception is the probe's own bug and must not reach the program (it is
+   counted); a KeyboardInterrupt or SystemExit raised while it ran is the program's and goes on. 0 to go on. */
+static long probe_errors = 0;
+static int swallow(void) {
+    if (PyErr_ExceptionMatches(PyExc_Exception)) {
+        PyErr_Clear();
+        probe_errors++;
+        return 0;
+    }
+    return -1;
+}
 
 enum { SEND = 0, SENDTO = 1, RECV = 2, RECVFROM = 3 };
 
@@ -113,8 +163,10 @@ static int fast(Hot *self, PyObject *sock, PyObject *start, PyObject *end, long 
     PyObject *cid = ids ? PyIter_Next(ids) : NULL;
     Py_XDECREF(ids);
     PyObject *pid = cid ? PyObject_GetAttr(self->probe, s_pid) : NULL;
-    PyObject *item = pid ? PyTuple_Pack(12, s_data, cid, self->op, name, start, end, stack, serial, size, result,
-                                        remote, pid) : NULL;
+    PyObject *tid = pid ? PyLong_FromUnsignedLong(PyThread_get_thread_native_id()) : NULL;
+    PyObject *item = tid ? PyTuple_Pack(13, s_data, cid, self->op, name, tid, start, end, stack, serial, size,
+                                        result, remote, pid) : NULL;
+    Py_XDECREF(tid);
     Py_XDECREF(cid);
     Py_XDECREF(pid);
     Py_DECREF(name);
@@ -151,11 +203,7 @@ static int fast(Hot *self, PyObject *sock, PyObject *start, PyObject *end, long 
 
 /* The call raised: tell Python (which records it), then raise the same exception again. */
 static PyObject *raised(Hot *self, PyObject *const *args, Py_ssize_t nargs, long long start_ns) {
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    PyErr_NormalizeException(&type, &value, &tb);
-    if (tb != NULL && value != NULL)
-        PyException_SetTraceback(value, tb);
+    PyObject *value = take_exception();
     PyObject *call_args = PyTuple_New(nargs + 1);
     PyObject *kw = PyDict_New();
     PyObject *start = PyLong_FromLongLong(start_ns);
@@ -169,11 +217,17 @@ static PyObject *raised(Hot *self, PyObject *const *args, Py_ssize_t nargs, long
         PyObject *done = PyObject_Call(self->failed, call_args, kw);
         Py_XDECREF(done);
     }
-    PyErr_Clear(); /* a failure to record never replaces the program's own exception */
+    if (PyErr_Occurred() && swallow() < 0) { /* Ctrl-C while recording: it wins */
+        Py_XDECREF(call_args);
+        Py_XDECREF(kw);
+        Py_XDECREF(start);
+        Py_XDECREF(value);
+        return NULL;
+    }
     Py_XDECREF(call_args);
     Py_XDECREF(kw);
     Py_XDECREF(start);
-    PyErr_Restore(type, value, tb);
+    give_exception(value);
     return NULL;
 }
 
@@ -300,6 +354,217 @@ static PyTypeObject HotType = {
     .tp_doc = "A socket data method recorded by the probe (see wirestack/record/_fastpath.c).",
 };
 
+/* -- Shim: any method or function, recorded by Python callbacks, with no frame of its own ------------------ */
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *dict; /* __name__, __doc__, __wrapped__ */
+    PyObject *orig, *done, *failed;
+} Shim;
+
+/* (args tuple, kwargs dict or None) of a vectorcall */
+static int pack_args(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, PyObject **a, PyObject **kw) {
+    *a = PyTuple_New(nargs);
+    if (*a == NULL)
+        return -1;
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        Py_INCREF(args[i]);
+        PyTuple_SET_ITEM(*a, i, args[i]);
+    }
+    *kw = Py_None;
+    Py_INCREF(Py_None);
+    if (kwnames != NULL && PyTuple_GET_SIZE(kwnames)) {
+        Py_DECREF(Py_None);
+        *kw = PyDict_New();
+        if (*kw == NULL)
+            return -1;
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); i++) {
+            if (PyDict_SetItem(*kw, PyTuple_GET_ITEM(kwnames, i), args[nargs + i]) < 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
+static PyObject *shim_call(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+    Shim *self = (Shim *)op;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    long long start_ns = now_ns();
+    PyObject *r = PyObject_Vectorcall(self->orig, args, nargs, kwnames);
+    long long end_ns = now_ns();
+    PyObject *value = r == NULL ? take_exception() : NULL;
+    PyObject *a = NULL, *kw = NULL, *start = NULL, *end = NULL, *out = NULL;
+    if (pack_args(args, nargs, kwnames, &a, &kw) == 0 && (start = PyLong_FromLongLong(start_ns)) != NULL &&
+        (end = PyLong_FromLongLong(end_ns)) != NULL) {
+        PyObject *cb_args[] = {r != NULL ? r : (value != NULL ? value : Py_None), a, kw, start, end};
+        out = PyObject_Vectorcall(r != NULL ? self->done : self->failed, cb_args, 5, NULL);
+    }
+    Py_XDECREF(out);
+    Py_XDECREF(a);
+    Py_XDECREF(kw);
+    Py_XDECREF(start);
+    Py_XDECREF(end);
+    if (PyErr_Occurred() && swallow() < 0) { /* Ctrl-C while recording: it wins */
+        Py_XDECREF(r);
+        Py_XDECREF(value);
+        return NULL;
+    }
+    if (r == NULL)
+        give_exception(value);
+    return r;
+}
+
+static int shim_traverse(Shim *self, visitproc visit, void *arg) {
+    Py_VISIT(self->dict);
+    Py_VISIT(self->orig);
+    Py_VISIT(self->done);
+    Py_VISIT(self->failed);
+    return 0;
+}
+
+static int shim_clear(Shim *self) {
+    Py_CLEAR(self->dict);
+    Py_CLEAR(self->orig);
+    Py_CLEAR(self->done);
+    Py_CLEAR(self->failed);
+    return 0;
+}
+
+static void shim_dealloc(Shim *self) {
+    PyObject_GC_UnTrack(self);
+    shim_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject ShimType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "wirestack._fastpath.Shim",
+    .tp_basicsize = sizeof(Shim),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_METHOD_DESCRIPTOR,
+    .tp_vectorcall_offset = offsetof(Shim, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_descr_get = hot_get,
+    .tp_dictoffset = offsetof(Shim, dict),
+    .tp_getattro = PyObject_GenericGetAttr,
+    .tp_setattro = PyObject_GenericSetAttr,
+    .tp_traverse = (traverseproc)shim_traverse,
+    .tp_clear = (inquiry)shim_clear,
+    .tp_dealloc = (destructor)shim_dealloc,
+    .tp_doc = "A socket method or function recorded by the probe, without a frame of its own.",
+};
+
+/* shim(orig, done, failed) */
+static PyObject *shim(PyObject *module, PyObject *args) {
+    PyObject *orig, *done, *failed;
+    if (!PyArg_ParseTuple(args, "OOO", &orig, &done, &failed))
+        return NULL;
+    Shim *self = PyObject_GC_New(Shim, &ShimType);
+    if (self == NULL)
+        return NULL;
+    self->vectorcall = shim_call;
+    self->dict = NULL;
+    Py_INCREF(orig);
+    Py_INCREF(done);
+    Py_INCREF(failed);
+    self->orig = orig;
+    self->done = done;
+    self->failed = failed;
+    PyObject_GC_Track(self);
+    return (PyObject *)self;
+}
+
+/* -- Choose: (sock, level, option, ...) to the recording wrapper only for the options that matter ---------- */
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *dict;
+    PyObject *orig, *inner, *pairs;
+    Py_ssize_t nargs;
+} Choose;
+
+static PyObject *choose_call(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+    Choose *self = (Choose *)op;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    PyObject *target = self->orig;
+    if (kwnames == NULL && nargs >= 3 && (self->nargs == 0 || nargs == self->nargs)) {
+        PyObject *key = PyTuple_Pack(2, args[1], args[2]);
+        if (key == NULL)
+            return NULL;
+        int hit = PySet_Contains(self->pairs, key);
+        Py_DECREF(key);
+        if (hit < 0)
+            PyErr_Clear(); /* an unhashable level: not one of ours */
+        else if (hit)
+            target = self->inner;
+    }
+    return PyObject_Vectorcall(target, args, nargsf, kwnames);
+}
+
+static int choose_traverse(Choose *self, visitproc visit, void *arg) {
+    Py_VISIT(self->dict);
+    Py_VISIT(self->orig);
+    Py_VISIT(self->inner);
+    Py_VISIT(self->pairs);
+    return 0;
+}
+
+static int choose_clear(Choose *self) {
+    Py_CLEAR(self->dict);
+    Py_CLEAR(self->orig);
+    Py_CLEAR(self->inner);
+    Py_CLEAR(self->pairs);
+    return 0;
+}
+
+static void choose_dealloc(Choose *self) {
+    PyObject_GC_UnTrack(self);
+    choose_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject ChooseType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "wirestack._fastpath.Choose",
+    .tp_basicsize = sizeof(Choose),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_METHOD_DESCRIPTOR,
+    .tp_vectorcall_offset = offsetof(Choose, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_descr_get = hot_get,
+    .tp_dictoffset = offsetof(Choose, dict),
+    .tp_getattro = PyObject_GenericGetAttr,
+    .tp_setattro = PyObject_GenericSetAttr,
+    .tp_traverse = (traverseproc)choose_traverse,
+    .tp_clear = (inquiry)choose_clear,
+    .tp_dealloc = (destructor)choose_dealloc,
+    .tp_doc = "socket.getsockopt/setsockopt, recorded only for some options.",
+};
+
+/* choose(orig, inner, pairs, nargs) */
+static PyObject *choose(PyObject *module, PyObject *args) {
+    PyObject *orig, *inner, *pairs;
+    Py_ssize_t nargs;
+    if (!PyArg_ParseTuple(args, "OOO!n", &orig, &inner, &PyFrozenSet_Type, &pairs, &nargs))
+        return NULL;
+    Choose *self = PyObject_GC_New(Choose, &ChooseType);
+    if (self == NULL)
+        return NULL;
+    self->vectorcall = choose_call;
+    self->dict = NULL;
+    Py_INCREF(orig);
+    Py_INCREF(inner);
+    Py_INCREF(pairs);
+    self->orig = orig;
+    self->inner = inner;
+    self->pairs = pairs;
+    self->nargs = nargs;
+    PyObject_GC_Track(self);
+    return (PyObject *)self;
+}
+
+static PyObject *errors(PyObject *module, PyObject *unused) { return PyLong_FromLong(probe_errors); }
+
 /* wrap(kind, op, orig, python, failed, slow, probe, sockets, pending, threads, tag_type, batch) */
 static PyObject *wrap(PyObject *module, PyObject *args) {
     int kind;
@@ -333,21 +598,55 @@ static PyMethodDef methods[] = {
     {"wrap", wrap, METH_VARARGS, "wrap(kind, op, orig, python, failed, slow, probe, sockets, pending, threads, "
                                  "tag_type, batch): a Hot method (kinds: 0 send/sendall, 1 sendto, 2 recv, 3 "
                                  "recvfrom)"},
+    {"shim", shim, METH_VARARGS, "shim(orig, done, failed): orig, timed, its outcome handed to "
+                                 "done(result, args, kwargs, start, end) or failed(exc, args, kwargs, start, end)"},
+    {"choose", choose, METH_VARARGS, "choose(orig, inner, pairs, nargs): (sock, level, option, ...) to inner when "
+                                     "(level, option) is in pairs, else to orig"},
+    {"errors", errors, METH_NOARGS, "errors(): how many times a callback of the probe failed (its own bugs)"},
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_fastpath", NULL, -1, methods};
-
-PyMODINIT_FUNC PyInit__fastpath(void) {
-    if (PyType_Ready(&HotType) < 0)
-        return NULL;
+static int exec_module(PyObject *m) {
+    if (PyType_Ready(&HotType) < 0 || PyType_Ready(&ShimType) < 0 || PyType_Ready(&ChooseType) < 0)
+        return -1;
     const char *names[] = {"data", "f_trace", "stacks", "_name", "_ids", "pid", "_flushed", "flush", "_start",
                            "f_lasti"};
     PyObject **slots[] = {&s_data, &s_f_trace, &s_stacks, &s_name, &s_ids, &s_pid, &s_flushed, &s_flush, &s_start,
                           &s_f_lasti};
     for (int i = 0; i < 10; i++) {
         if (*slots[i] == NULL && (*slots[i] = PyUnicode_InternFromString(names[i])) == NULL)
-            return NULL;
+            return -1;
     }
-    return PyModule_Create(&module);
+    Py_ssize_t n = 0;
+    while (DATA_FIELDS[n] != NULL)
+        n++;
+    PyObject *fields = PyTuple_New(n);
+    for (Py_ssize_t i = 0; fields != NULL && i < n; i++) {
+        PyObject *name = PyUnicode_FromString(DATA_FIELDS[i]);
+        if (name == NULL) {
+            Py_DECREF(fields);
+            return -1;
+        }
+        PyTuple_SET_ITEM(fields, i, name);
+    }
+    if (fields == NULL || PyModule_AddObject(m, "DATA_FIELDS", fields) < 0) {
+        Py_XDECREF(fields);
+        return -1;
+    }
+    return 0;
 }
+
+static PyModuleDef_Slot module_slots[] = {
+    {Py_mod_exec, exec_module},
+#ifdef Py_mod_gil
+    /* The probe's tables are plain dicts and lists shared with Python code that relies on the GIL: on a
+       free-threaded build the runner does not load this module at all (pure Python instead), so this says
+       what is true rather than pretending. */
+    {Py_mod_gil, Py_MOD_GIL_USED},
+#endif
+    {0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_fastpath", NULL, 0, methods, module_slots};
+
+PyMODINIT_FUNC PyInit__fastpath(void) { return PyModuleDef_Init(&module); }

@@ -1,18 +1,20 @@
-"""The traced program's entry point: install the probe, run the program as `python` would, record.
+"""The traced program's side: install the probe, send its records, and stay out of the program's way.
 
-wirestack starts a separate interpreter (the capture must not share a GIL with the program) as
-`python [-I -S] -c BOOT FD`, where BOOT (`runner.BOOT`) reads a JSON spec from FD: the source of this module
-and of `probe.py` (so the program needs no access to wirestack's files: under sudo it runs as the invoking
-user), a folder for records, and what to run:
+wirestack never runs the program itself. For `wirestack run`, Python does, exactly as `python` would
+(`python SCRIPT`, `-m MODULE`, `-c CODE`): a start-up hook (a `sitecustomize` module in a folder of wirestack's
+put first on PYTHONPATH, the way coverage.py measures subprocesses) calls `startup()` before the program's first
+line. So `__main__`, `__file__`, `__loader__`, `sys.argv`, `sys.path`, `linecache`, the stack the program sees
+and its exit status are Python's own. Python children of the program (subprocess running a Python,
+multiprocessing's spawn and forkserver) inherit the variables and are traced the same way, under their own pid;
+forked children inherit the probe itself.
 
-    mode "source":  client code (a scenario), run as __main__ under the name `filename`
-    mode "script":  python SCRIPT ARGS...      mode "module":  python -m MODULE ARGS...
-    mode "command": python -c CODE ARGS...
+The scenarios' clients are code, not files: they run as `python -I -S -c BOOT HOOKDIR` (`runner.BOOT`), which
+calls `scenario()`; their tracebacks are printed by wirestack's report.
 
-Records go to FOLDER/PID.jsonl as JSON lines: {"kind": "call", ...}, and {"kind": "exception", ...} for an
-exception that escapes. The exception is then printed as Python prints it (wirestack's frames left out), and
-the exit status is Python's: 1 for an exception, SystemExit's code, death by SIGINT for KeyboardInterrupt.
-This module imports nothing heavy: it sets the pace of every run.
+Records go to the records socket wirestack created (`WIRESTACK_RECORDS`, a SOCK_SEQPACKET socket: each batch one
+message, whole, whatever processes share it). An exception that escapes is recorded at exit from
+`sys.last_value`, which Python sets before it prints the traceback; the probe flushes last, after the program's
+own atexit handlers. This module imports nothing heavy: it sets the pace of every run.
 """
 
 from __future__ import annotations
@@ -21,91 +23,115 @@ import atexit
 import linecache
 import os
 import signal
+import socket
 import sys
-from types import FrameType, TracebackType
 from typing import Any
 
-from .probe import Probe, dir_sink, exception_dict
+from .probe import Probe, exception_dict, socket_sink
+
+ENV = "WIRESTACK_RECORDS"
 
 
-def _trim(tb: TracebackType | None, probe: Probe) -> TracebackType | None:
-    """Drop the leading traceback entries that are wirestack's runner (and runpy's), as Python would show."""
+def _connect(path: str) -> int | None:
+    try:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        sock.connect(path)
+    except OSError:
+        return None
+    fd = sock.detach()
+    os.set_inheritable(fd, False)  # an exec'd child connects for itself
+    return fd
+
+
+def startup() -> None:
+    """Called by the start-up hook in every Python process of the traced program (main or child)."""
+    path = os.environ.get(ENV)
+    if not path or getattr(sys, "_wirestack_probe", None) is not None:
+        return
+    fd = _connect(path)
+    if fd is None:
+        return  # wirestack is gone (or this is not its run): the program runs untraced
+    sink = socket_sink(fd)
+    probe = Probe(sink)
+    sys._wirestack_probe = probe  # type: ignore[attr-defined]  # one probe per process, even if imported twice
+    parent = os.getppid()
+    sink([{"kind": "process", "pid": os.getpid(), "parent": parent, "how": "start",
+           "argv": [str(a)[:500] for a in sys.orig_argv[:64]] if hasattr(sys, "orig_argv") else []}])
+    probe.install()
+
+    def at_exit() -> None:
+        exc = getattr(sys, "last_value", None)
+        if isinstance(exc, BaseException) and not isinstance(exc, SystemExit):
+            try:
+                record = exception_dict(exc, probe, probe.is_hidden)
+                sink([{"kind": "exception", **record}])
+            except Exception:
+                pass
+        probe.flush()
+
+    atexit.register(at_exit)  # registered first, so it runs last: after the program's own atexit handlers
+
+
+def scenario(spec: dict[str, Any]) -> None:
+    """A scenario's client: `spec` holds its source, the name it is shown under, and the records socket."""
+    fd = _connect(spec["records"])
+    if fd is None:
+        sys.exit(111)
+    sink = socket_sink(fd)
+    probe = Probe(sink)
+    probe.hide_frames(sys._getframe())
+    probe.hide_files(__file__)
+    sink([{"kind": "process", "pid": os.getpid(), "parent": os.getppid(), "how": "start", "argv": []}])
+    probe.install()
+    atexit.register(probe.flush)
+    source, filename = spec["source"], spec["filename"]
+    linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
+    sys.argv = [filename]
+    try:
+        exec(compile(source, filename, "exec"), {"__name__": "__main__", "__builtins__": __builtins__})
+    except SystemExit:
+        raise
+    except BaseException as exc:
+        exc.__traceback__ = _trim(exc.__traceback__, probe)
+        sink([{"kind": "exception", **exception_dict(exc, probe, probe.is_hidden)}])
+        probe.flush()
+        if isinstance(exc, KeyboardInterrupt):  # die of SIGINT, as python does
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGINT)
+        sys.exit(1)
+
+
+def _trim(tb: Any, probe: Probe) -> Any:
+    """Drop the leading traceback entries that are wirestack's runner, as Python would show."""
     while tb is not None and probe.is_hidden(tb.tb_frame):
         tb = tb.tb_next
     return tb
 
 
-def _run(spec: dict[str, Any], probe: Probe) -> None:
-    mode, args = spec["mode"], list(spec.get("args", ()))
-    if mode == "source":
-        source, filename = spec["source"], spec["filename"]
-        linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
-        sys.argv = [filename, *args]
-        exec(compile(source, filename, "exec"), {"__name__": "__main__", "__builtins__": __builtins__})
-        return
-    import runpy
-
-    probe.hide_files(runpy.__file__, runpy.run_path.__code__.co_filename)  # "<frozen runpy>" in 3.11
-    if mode == "script":
-        script = spec["target"]
-        sys.argv = [script, *args]
-        sys.path[0] = os.path.dirname(os.path.abspath(script))
-        runpy.run_path(script, run_name="__main__")
-    elif mode == "module":
-        sys.argv = [spec["target"], *args]  # runpy puts the module's path in argv[0]
-        sys.path[0] = os.getcwd()
-        runpy.run_module(spec["target"], run_name="__main__", alter_sys=True)
-    else:  # command
-        sys.argv = ["-c", *args]
-        sys.path[0] = ""
-        exec(compile(spec["target"], "<string>", "exec"), {"__name__": "__main__", "__builtins__": __builtins__})
+SITECUSTOMIZE = '''\
+"""wirestack's start-up hook: the probe for this process, then the sitecustomize that was there before."""
+import os as _os
+import sys as _sys
 
 
-def _missing(spec: dict[str, Any]) -> str | None:
-    """Why the program cannot start, in the words python would use, or None."""
-    if spec["mode"] == "script" and not os.path.exists(spec["target"]):
-        return f"can't open file {os.path.abspath(spec['target'])!r}: [Errno 2] No such file or directory"
-    if spec["mode"] == "module":
-        import importlib.util
-
-        sys.path.insert(0, os.getcwd())
-        try:
-            found = importlib.util.find_spec(spec["target"])
-        except (ImportError, ValueError):
-            found = None
-        finally:
-            sys.path.pop(0)
-        if found is None:
-            return f"No module named {spec['target']}"
-    return None
-
-
-def main(spec: dict[str, Any]) -> None:
-    sink = dir_sink(spec["records"])
-    missing = _missing(spec)
-    if missing:
-        sink([{"kind": "error", "text": missing}])
-        print(f"{os.path.basename(sys.executable)}: {missing}", file=sys.stderr)
-        sys.exit(2)
-    probe = Probe(sink)
-    runner: FrameType | None = sys._getframe()
-    probe.hide_frames(runner)
-    probe.hide_files(__file__)
-    probe.install()
-    atexit.register(probe.flush)  # registered first, so it runs last: after the program's own atexit handlers
+def _wirestack_start():
+    here = _os.path.dirname(_os.path.abspath(__file__))
     try:
-        _run(spec, probe)
-    except SystemExit:
-        raise  # Python itself prints its message and exits with its code
-    except BaseException as exc:
-        exc.__traceback__ = _trim(exc.__traceback__, probe)
-        record = exception_dict(exc, probe, probe.is_hidden)
-        sink([{"kind": "exception", "pid": os.getpid(), **record}])
-        probe.flush()
-        if not spec.get("quiet"):  # a scenario's report shows the traceback itself
-            sys.excepthook(type(exc), exc, exc.__traceback__)
-            sys.stderr.flush()
-        if isinstance(exc, KeyboardInterrupt):  # die of SIGINT, as python does
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
-            os.kill(os.getpid(), signal.SIGINT)
-        sys.exit(1)
+        from _wirestack_probe import bootstrap
+        bootstrap.startup()
+    finally:
+        while here in _sys.path:  # the program's sys.path is its own again
+            _sys.path.remove(here)
+    ours = _sys.modules.pop("sitecustomize", None)
+    try:
+        import sitecustomize  # noqa: F401  (the interpreter's or the user's own, if any)
+    except ImportError as exc:
+        if ours is not None:
+            _sys.modules["sitecustomize"] = ours  # none of its own: the import machinery expects this one back
+        if exc.name != "sitecustomize":
+            raise
+
+
+_wirestack_start()
+del _wirestack_start, _os, _sys
+'''

@@ -1,80 +1,53 @@
 """Running a traced client: capture in this process, the client and its probe in another.
 
     capture.open()  ->  spawn client (probe installed)  ->  read frames + records until it exits
-                    ->  capture.stop() (drain to marker)  ->  Trace
+                    ->  capture.stop() (drain to marker)  ->  a `Recording` (see `assemble` for the Trace)
 
 The capture socket is bound before the client starts, so no packet of the client can precede the capture. The
-client runs in its own interpreter: the capture reader never shares a GIL with it.
+client runs in its own interpreter: the capture reader never shares a GIL with it. The probe's records come
+back over a socket this process created (`Hook`): nothing the program names is opened here.
 """
 
 from __future__ import annotations
 
 import json
+import marshal
 import os
 import pwd
+import select
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..core import errnos
-from ..core.dissect import dissect
-from ..core.kernel import keep as keep_kernel
-from ..core.kernel import parse as parse_kernel
-from ..core.pairing import traced_packets
-from ..model import Call, CaptureInfo, ExceptionInfo, Trace
+from . import items as layout
 from . import tracefs
-from .capture import MAX_PACKETS, SNAPLEN, Capture
-from .loader import Loader, call_from, exception_from
+from .capture import MAX_PACKETS, SNAPLEN, Capture, Frames
+from .loader import Loader
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+PROBE_MODULES = ("items", "probe", "bootstrap")
+MIN_PYTHON = (3, 10)
 
-# The child's first code: read the spec (with the probe's source) from an inherited pipe, load the probe as
-# `_wirestack_probe`, hand over to bootstrap.main. The program needs no access to wirestack's files.
-BOOT = """\
-import os, sys, json, types
-def _wirestack_boot():
-    fd, data = int(sys.argv[1]), b""
-    while True:
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            break
-        data += chunk
-    os.close(fd)
-    spec = json.loads(data)
-    pkg = types.ModuleType("_wirestack_probe")
-    pkg.__path__ = []
-    sys.modules[pkg.__name__] = pkg
-    if spec.get("fastpath"):  # the probe's C short path, built for this very interpreter; optional
-        try:
-            from importlib.machinery import ExtensionFileLoader, ModuleSpec
-            loader = ExtensionFileLoader(pkg.__name__ + "._fastpath", spec["fastpath"])
-            fast = loader.create_module(ModuleSpec(loader.name, loader, origin=spec["fastpath"]))
-            loader.exec_module(fast)
-            sys.modules[loader.name] = fast
-        except Exception:
-            pass
-    for name in ("probe", "bootstrap"):
-        mod = types.ModuleType("_wirestack_probe." + name)
-        mod.__file__, mod.__package__ = "<wirestack " + name + ">", "_wirestack_probe"
-        sys.modules[mod.__name__] = mod
-        exec(compile(spec["modules"][name], mod.__file__, "exec"), mod.__dict__)
-    sys.modules["_wirestack_probe.bootstrap"].main(spec)
-_wirestack_boot()
-"""
+# A scenario's client: load the probe package from the hook folder, then run the client code (bootstrap.scenario)
+BOOT = ("import sys, json; sys.path.insert(0, sys.argv[1]); from _wirestack_probe import bootstrap; "
+        "del sys.path[0]; bootstrap.scenario(json.loads(sys.argv[2]))")
 
 
 @dataclass(frozen=True)
 class Client:
     """What to run. Scenarios give client code (`source`, shown in tracebacks as `filename`) and run isolated
-    (`python -I -S`); `wirestack run` gives a script, module or command with its arguments."""
+    (`python -I -S`); `wirestack run` gives a script, module or command with its arguments, run by Python
+    itself."""
 
     title: str
     source: str = ""
@@ -82,8 +55,6 @@ class Client:
     mode: str = "source"  # "source", "script", "module" or "command"
     target: str = ""
     args: tuple[str, ...] = ()
-    isolated: bool = True
-    quiet: bool = True  # don't print the traceback (the report shows it)
     python: str = sys.executable
 
     @property
@@ -96,7 +67,7 @@ class Client:
 
 
 class ProgramError(Exception):
-    """The program could not start (missing module...); the message is one line for the user."""
+    """The program could not start (an interpreter wirestack cannot serve...); one line for the user."""
 
 
 class Stop(BaseException):
@@ -120,8 +91,8 @@ _deferred: list[int] = []
 
 
 def defer_signals() -> None:
-    """SIGINT/SIGTERM are remembered, not acted on (while setting up, draining, writing: an interruption then
-    would lose or cut the capture). `deferred_signal()` tells the caller, who exits 128+N when done."""
+    """SIGINT/SIGTERM are remembered, not acted on (while setting up and draining: an interruption then would lose
+    or cut the capture). `deferred_signal()` tells the caller."""
     def handler(signum: int, _frame: object) -> None:
         if not _deferred:
             _deferred.append(signum)
@@ -135,30 +106,207 @@ def deferred_signal() -> int:
 
 
 def pause_for_tests(phase: str) -> None:
-    """Fault injection for the hardening tests: with WIRESTACK_PAUSE_AT=PHASE ("setup", "drain", "write") wirestack
-    waits a second at that point, so a test can deliver a signal exactly then. Unset, it costs one lookup."""
+    """Fault injection for the hardening tests: with WIRESTACK_PAUSE_AT=PHASE ("setup", "drain", "write",
+    "analyse") wirestack waits a second at that point, so a test can deliver a signal exactly then."""
     if os.environ.get("WIRESTACK_PAUSE_AT") == phase:
         time.sleep(1.0)
-
-
-class Interrupted(Exception):
-    """The run was interrupted (SIGINT/SIGTERM); `trace` holds what was recorded until then."""
-
-    def __init__(self, trace: Trace, signum: int) -> None:
-        super().__init__(f"interrupted by signal {signum}")
-        self.trace = trace
-        self.signum = signum
 
 
 OnFrame = Callable[[int, bytes], None]
 
 
+@dataclass
+class Recording:
+    """Everything a run recorded, as raw as it came: frames, the probe's items (loaded), kernel trace text."""
+
+    client: Client
+    interface: str
+    frames: Frames
+    linktype: int
+    seen: int
+    dropped: int
+    loader: Loader
+    started_ns: int
+    returncode: int | None
+    pid: int
+    kernel_text: str = ""
+    kernel_off: str = ""
+    notes: list[str] = field(default_factory=list)
+    python: str = ""
+    frameless: bool = True
+    signum: int = 0
+
+
+class Interrupted(Exception):
+    """The run was interrupted (SIGINT/SIGTERM); `recording` holds what was recorded until then."""
+
+    def __init__(self, recording: Recording, signum: int) -> None:
+        super().__init__(f"interrupted by signal {signum}")
+        self.recording = recording
+        self.signum = signum
+
+
+@dataclass(frozen=True)
+class PythonInfo:
+    version: tuple[int, int, int]
+    ext_suffix: str
+    free_threaded: bool
+
+
+def python_info(python: str, user: tuple[int, int] | None = None) -> PythonInfo:
+    """What the interpreter that will run the program is (asked of it, as the user who will run it)."""
+    if os.path.realpath(shutil.which(python) or python) == os.path.realpath(sys.executable):
+        import sysconfig
+
+        return PythonInfo(tuple(sys.version_info[:3]), str(sysconfig.get_config_var("EXT_SUFFIX") or ""),  # type: ignore[arg-type]
+                          bool(sysconfig.get_config_var("Py_GIL_DISABLED")))
+    code = ("import sys, sysconfig, json; print(json.dumps([list(sys.version_info[:3]), "
+            "sysconfig.get_config_var('EXT_SUFFIX') or '', bool(sysconfig.get_config_var('Py_GIL_DISABLED'))]))")
+    try:
+        done = subprocess.run([python, "-I", "-S", "-c", code], capture_output=True, text=True, timeout=30,
+                              stdin=subprocess.DEVNULL, **_as_user(user))
+        version, suffix, free = json.loads(done.stdout)
+        return PythonInfo((int(version[0]), int(version[1]), int(version[2])), str(suffix), bool(free))
+    except (OSError, ValueError, TypeError, IndexError, subprocess.TimeoutExpired):
+        raise ProgramError(f"{python} is not a Python interpreter wirestack can ask its version") from None
+
+
+class Hook:
+    """A private folder for one run: the start-up hook (`sitecustomize` and the probe package) and the records
+    socket. Created by wirestack, readable by the program's user, removed afterwards."""
+
+    def __init__(self, user: tuple[int, int] | None, info: PythonInfo) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="wirestack-"))
+        self.hook = self.folder / "hook"
+        package = self.hook / "_wirestack_probe"
+        package.mkdir(parents=True)
+        for name in PROBE_MODULES:
+            (package / f"{name}.py").write_text((PACKAGE_DIR / f"{name}.py").read_text())
+        (package / "__init__.py").write_text("")
+        from .bootstrap import SITECUSTOMIZE
+
+        (self.hook / "sitecustomize.py").write_text(SITECUSTOMIZE)
+        self.frameless = False
+        fast = _fastpath_for(info)
+        if fast is not None:
+            shutil.copyfile(fast, package / ("_fastpath" + info.ext_suffix))
+            self.frameless = True
+        self.socket_path = str(self.folder / "records")
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.listener.bind(self.socket_path)
+        self.listener.listen(64)
+        os.chmod(self.folder, 0o711)  # the program's user may reach the socket by its name, not list the folder
+        for path in [self.hook, package, *self.hook.rglob("*")]:
+            os.chmod(path, 0o755 if path.is_dir() else 0o644)
+        if user is not None:
+            os.chown(self.socket_path, *user)
+        os.chmod(self.socket_path, 0o600)
+
+    def remove(self) -> None:
+        self.listener.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _fastpath_for(info: PythonInfo) -> str | None:
+    """The C twin built for this interpreter's ABI, if any (it is built for wirestack's own); never for a
+    free-threaded build (its tables rely on the GIL: the pure-Python probe runs there)."""
+    if info.free_threaded or os.environ.get("WIRESTACK_PURE_PROBE"):
+        return None
+    candidate = PACKAGE_DIR / ("_fastpath" + info.ext_suffix)
+    return str(candidate) if info.ext_suffix and candidate.is_file() else None
+
+
+MAX_RECORD_BYTES = 1 << 31  # what the program may send in all; beyond, its records are cut (and a note says so)
+
+
+class Reader(threading.Thread):
+    """Reads every traced process's messages from the records socket into a Loader, while the program runs.
+    Each message is checked: unmarshalled with a size cap, a list of items, each validated by the Loader."""
+
+    def __init__(self, hook: Hook) -> None:
+        super().__init__(name="wirestack-records", daemon=True)
+        self.hook = hook
+        self.loader = Loader()
+        self.received = 0
+        self.bad_messages = 0
+        self.cut = False
+        self._finishing = threading.Event()
+        self._wake_r, self._wake_w = os.pipe()
+        self._conns: list[socket.socket] = []
+
+    def run(self) -> None:
+        listener = self.hook.listener
+        while True:
+            fds: list[Any] = [listener, *self._conns, self._wake_r]
+            ready, _, _ = select.select(fds, [], [], 0.2)
+            if listener in ready:
+                try:
+                    conn, _ = listener.accept()
+                    conn.setblocking(False)
+                    self._conns.append(conn)
+                except OSError:
+                    pass
+            got = False
+            for conn in [c for c in self._conns if c in ready]:
+                got |= self._read(conn)
+            if self._finishing.is_set() and not got:
+                return
+
+    def _read(self, conn: socket.socket) -> bool:
+        got = False
+        while True:
+            try:
+                data = conn.recv(layout.MAX_MESSAGE + 1)
+            except BlockingIOError:
+                return got
+            except OSError:
+                data = b""
+            if not data:
+                conn.close()
+                self._conns.remove(conn)
+                return got
+            got = True
+            self.received += len(data)
+            if self.received > MAX_RECORD_BYTES:
+                self.cut = True
+                continue
+            if len(data) > layout.MAX_MESSAGE:
+                self.bad_messages += 1
+                continue
+            try:
+                batch = marshal.loads(data)
+            except (EOFError, ValueError, TypeError):
+                self.bad_messages += 1
+                continue
+            if not isinstance(batch, list):
+                self.bad_messages += 1
+                continue
+            self.loader.feed(batch)
+
+    def finish(self, timeout: float = 5.0) -> Loader:
+        """Read what is still queued (every process has exited or been killed), then stop."""
+        self._finishing.set()
+        os.write(self._wake_w, b"x")
+        self.join(timeout)
+        for conn in self._conns:
+            conn.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+        return self.loader
+
+
 def run_traced(client: Client, interface: str = "lo", timeout: float | None = 120.0,
                on_frame: OnFrame | None = None, user: tuple[int, int] | None = None, kernel: bool = True,
-               snaplen: int = SNAPLEN, max_packets: int = MAX_PACKETS) -> Trace:
+               snaplen: int = SNAPLEN, max_packets: int = MAX_PACKETS) -> Recording:
     """Capture on `interface` while `client` runs under the probe; return everything recorded.
     `on_frame(time_ns, raw)` is called for each frame as it is captured (live progress; all traffic on the
-    interface, so filter before showing). `user` (uid, gid): run the client as that user."""
+    interface, so filter before showing). `user` (uid, gid): run the client as that user. Raises
+    `Interrupted` (holding the recording) when SIGINT/SIGTERM stopped it."""
+    info = python_info(client.python, user)
+    if info.version[:2] < MIN_PYTHON:
+        shown = ".".join(map(str, info.version))
+        raise ProgramError(f"{client.python} is Python {shown}; wirestack's probe runs in Python "
+                           f"{MIN_PYTHON[0]}.{MIN_PYTHON[1]} to 3.13: choose another with --python")
     defer_signals()  # setting up: an interruption now is acted on once the client has started
     capture = Capture(interface, snaplen, max_packets).open()
     recorder, kernel_off = None, "kernel layer off: --no-kernel"
@@ -167,15 +315,16 @@ def run_traced(client: Client, interface: str = "lo", timeout: float | None = 12
             recorder = tracefs.Recorder.start(client.python)
         except tracefs.KernelOff as exc:
             kernel_off = str(exc)
-    kernel_text: tuple[str, int, list[str]] | None = None
+    kernel_text, kernel_notes = "", list[str]()
     started = time.time_ns()
     signum, returncode, timed_out, pid = 0, None, False, 0
-    with tempfile.TemporaryDirectory(prefix="wirestack-") as folder:
+    hook = Hook(user, info)
+    reader = Reader(hook)
+    reader.start()
+    try:
         try:
-            if user is not None:
-                os.chown(folder, *user)
             pause_for_tests("setup")
-            child = _spawn(client, folder, user)
+            child = _spawn(client, hook, user)
             pid = child.pid
             try:
                 if deferred_signal():
@@ -194,66 +343,66 @@ def run_traced(client: Client, interface: str = "lo", timeout: float | None = 12
         finally:
             capture.close()
             if recorder is not None:
-                kernel_text = recorder.stop()
-        records = _read_records(folder)
-    error = next((r["text"] for r in records if isinstance(r, dict) and r.get("kind") == "error"), None)
-    if error:
-        raise ProgramError(error)
+                kernel_text, kernel_notes = recorder.stop()
+        loader = reader.finish()
+    finally:
+        hook.remove()
+    notes = list(kernel_notes)
+    error = next((r.get("text") for r in loader.other if r.get("kind") == "error"), None)
+    if isinstance(error, str) and error:
+        raise ProgramError(error[:300])
     if timed_out:
-        records.append({"kind": "note", "text": f"the client was stopped after {timeout:g} s"})
+        notes.append(f"the client was stopped after {timeout:g} s")
     if capture.over:
-        records.append({"kind": "note", "text": f"the capture kept the first {capture.max_packets} frames "
-                        f"(--max-packets) and counted {capture.over} more without keeping them: packets after "
-                        "that point are missing from the report and the file"})
-    trace = build_trace(client, capture, records, started, returncode, pid)
-    if kernel_text is not None:
-        text, offset, notes = kernel_text
-        events, _ = keep_kernel(parse_kernel(text, offset), trace.calls, trace.packets)
-        trace = replace(trace, kernel=tuple(events), notes=trace.notes + tuple(notes))
-    else:
-        trace = replace(trace, kernel_off=kernel_off)
+        notes.append(f"the capture kept the first {capture.max_packets} frames (--max-packets) and counted "
+                     f"{capture.over} more without keeping them: packets after that point are missing from the "
+                     "report and the file")
+    if reader.cut:
+        notes.append(f"the traced program sent more than {MAX_RECORD_BYTES >> 20} MiB of records: the rest were "
+                     "not read, and calls after that point are missing")
+    if reader.bad_messages or loader.bad:
+        notes.append(f"{reader.bad_messages + loader.bad} records from the traced program did not have the form "
+                     "the probe writes and were left out")
+    if not hook.frameless:
+        notes.append("the probe ran in pure Python (no C twin for this interpreter): the program's tracebacks "
+                     "show one frame of it, `<wirestack probe>`")
+    recording = Recording(client, interface, capture.frames, capture.linktype, len(capture.frames) + capture.over,
+                          capture.dropped,
+                          loader, started, returncode, pid, kernel_text, "" if recorder else kernel_off, notes,
+                          ".".join(map(str, info.version)), hook.frameless, signum)
     if signum:
-        raise Interrupted(trace, signum)
-    return trace
+        raise Interrupted(recording, signum)
+    return recording
 
 
-def _spawn(client: Client, folder: str, user: tuple[int, int] | None) -> subprocess.Popen[bytes]:
-    spec = {
-        "records": folder, "mode": client.mode, "target": client.target, "args": list(client.args),
-        "source": client.source, "filename": client.filename, "quiet": client.quiet,
-        "modules": {name: (PACKAGE_DIR / f"{name}.py").read_text() for name in ("probe", "bootstrap")},
-        "fastpath": _fastpath_for(client.python),
-    }
-    read_fd, write_fd = os.pipe()
-    flags = ["-I", "-S"] if client.isolated else []
-    kwargs: dict[str, Any] = {}
-    if user is not None:
-        kwargs = {"user": user[0], "group": user[1], "extra_groups": _groups(user), "env": _user_env(user[0])}
+def _spawn(client: Client, hook: Hook, user: tuple[int, int] | None) -> subprocess.Popen[bytes]:
+    kwargs: dict[str, Any] = _as_user(user)
+    env = dict(kwargs.pop("env", None) or os.environ)
+    if client.mode == "source":
+        spec = {"records": hook.socket_path, "source": client.source, "filename": client.filename}
+        argv = [client.python, "-I", "-S", "-c", BOOT, str(hook.hook), json.dumps(spec)]
+        stdin: Any = subprocess.DEVNULL
+    else:
+        head = {"script": [], "module": ["-m"], "command": ["-c"]}[client.mode]
+        argv = [client.python, *head, client.target, *client.args]
+        env["PYTHONPATH"] = os.pathsep.join([str(hook.hook), *([env["PYTHONPATH"]] if env.get("PYTHONPATH")
+                                                                else [])])
+        env["WIRESTACK_RECORDS"] = hook.socket_path
+        stdin = None
     try:
-        child = subprocess.Popen([client.python, *flags, "-c", BOOT, str(read_fd)], pass_fds=[read_fd],
-                                 stdin=subprocess.DEVNULL if client.quiet else None, **kwargs)
+        return subprocess.Popen(argv, stdin=stdin, env=env, **kwargs)
     except PermissionError:
         who = f"user {user[0]}" if user else "this user"
         raise ProgramError(f"{who} cannot run {client.python}: install wirestack where that user can read it, "
                            "or use --as-root") from None
     except OSError as exc:
         raise ProgramError(f"cannot start {client.python}: {exc.strerror}") from None
-    finally:
-        os.close(read_fd)
-    with os.fdopen(write_fd, "wb") as pipe:  # well under the pipe's buffer is not guaranteed: write, then close
-        pipe.write(json.dumps(spec).encode())
-    return child
 
 
-def _fastpath_for(python: str) -> str | None:
-    """The probe's C short path (`_fastpath.c`), if it is built and the program runs on this very interpreter
-    (an extension is built for one Python's ABI); else the probe runs in pure Python."""
-    try:
-        from . import _fastpath
-    except ImportError:
-        return None
-    same = os.path.realpath(shutil.which(python) or python) == os.path.realpath(sys.executable)
-    return _fastpath.__file__ if same else None
+def _as_user(user: tuple[int, int] | None) -> dict[str, Any]:
+    if user is None:
+        return {}
+    return {"user": user[0], "group": user[1], "extra_groups": _groups(user), "env": _user_env(user[0])}
 
 
 def _groups(user: tuple[int, int]) -> list[int]:
@@ -303,30 +452,6 @@ def _pump(capture: Capture, child: subprocess.Popen[bytes], timeout: float | Non
             return True
 
 
-def _read_records(folder: str) -> list[Any]:
-    """Every process's batches (FOLDER/PID.rec), in file order; a batch cut short by a killed process ends
-    that file."""
-    import marshal
-    import struct
-
-    items: list[Any] = []
-    for name in sorted(os.listdir(folder)):
-        if not name.endswith(".rec"):
-            continue
-        data = Path(folder, name).read_bytes()
-        pos = 0
-        while pos + 4 <= len(data):
-            (size,) = struct.unpack_from("<I", data, pos)
-            if pos + 4 + size > len(data):
-                break
-            try:
-                items.extend(marshal.loads(data[pos + 4 : pos + 4 + size]))
-            except (EOFError, ValueError, TypeError):
-                break
-            pos += 4 + size
-    return items
-
-
 def _end_child(child: subprocess.Popen[bytes]) -> None:
     """Stop the client the way a terminal would (SIGINT: it raises KeyboardInterrupt, and the probe writes
     what it holds), then more firmly if it does not go."""
@@ -340,59 +465,3 @@ def _end_child(child: subprocess.Popen[bytes]) -> None:
             continue
 
 
-def build_trace(client: Client, capture: Capture, items: list[Any], started: int,
-                returncode: int | None = None, pid: int = 0) -> Trace:
-    """The probe's items from every traced process, and the captured frames, as one Trace. Call ids are
-    renumbered in time order (1, 2, ...) and sockets in order of appearance; packet ids are frame numbers."""
-    loader = Loader()
-    loader.feed(items)
-    raw_calls = sorted(loader.calls, key=lambda r: (r["start_ns"], r["id"]))
-    new_id = {r["id"]: i + 1 for i, r in enumerate(raw_calls)}
-    sockets: dict[int, int] = {}
-    for r in raw_calls:
-        if r.get("socket"):
-            sockets.setdefault(r["socket"], len(sockets) + 1)
-    calls = tuple(call_from({**r, "id": new_id[r["id"]], "socket": sockets.get(r.get("socket") or 0, 0)})
-                  for r in raw_calls)
-    records = loader.other
-    raised = [r for r in records if r.get("kind") == "exception"]
-    exc_rec = next((r for r in raised if r.get("pid") == pid), raised[0] if raised else None)
-    exception = _renumber(exception_from(exc_rec), new_id)
-    notes = [r["text"] for r in records if r.get("kind") == "note"] + _process_notes(calls, pid)
-    frames = capture.frames
-    decoded = [dissect(i, t, d, capture.linktype, n)
-               for i, (t, n, d) in enumerate(zip(frames.times, frames.lengths, frames.data, strict=True))]
-    kept = [p.id for p in traced_packets(calls, decoded)]
-    # decoded again with their final ids (frame numbers in the file): cheaper than copying frozen records
-    packets = tuple(dissect(n + 1, frames.times[i], frames.data[i], capture.linktype, frames.lengths[i])
-                    for n, i in enumerate(kept))
-    numbers = {c.errno for c in calls if c.errno} | ({exception.errno} if exception and exception.errno else set())
-    info = CaptureInfo(capture.interface, None, len(packets), len(frames), capture.dropped, capture.linktype)
-    return Trace(client.title, client.shown, packets, calls, exception, info, started, returncode, tuple(notes),
-                 errnos.header_defines(n for n in numbers if n))
-
-
-def _renumber(exc: ExceptionInfo | None, new_id: dict[int, int]) -> ExceptionInfo | None:
-    if exc is None:
-        return None
-    return replace(exc, call=new_id.get(exc.call) if exc.call is not None else None,
-                   cause=_renumber(exc.cause, new_id), context=_renumber(exc.context, new_id))
-
-
-def _process_notes(calls: tuple[Call, ...], pid: int) -> list[str]:
-    """Which processes were traced, and which were started but not traced."""
-    notes = []
-    forked = sorted({c.pid for c in calls if c.pid and c.pid != pid})
-    if forked:
-        notes.append(f"forked process{'es' if len(forked) > 1 else ''} {', '.join(map(str, forked))} inherited the "
-                     "probe and were traced")
-    for c in calls:
-        if c.op == "spawn":
-            argv = c.args.get("argv")
-            shown = " ".join(argv) if isinstance(argv, list) else str(argv)
-            if c.failed:
-                notes.append(f"the program failed to start `{shown}`: {c.error}")
-            else:
-                notes.append(f"child process {c.result} (`{shown}`) was not traced: its socket calls are not "
-                             "recorded and its packets are left out")
-    return notes

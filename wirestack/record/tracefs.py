@@ -10,22 +10,26 @@ processes are removed at start). It records
 - socket state changes, resets, error reports (not the ones clearing an error: error 0), retransmissions, drops
   and ICMP sends from any context (softirq work runs in whichever process is current), filtered afterwards to
   the traced flows.
-Its timestamps are put on CLOCK_REALTIME by two sync markers written into the trace (see `core.kernel.parse`).
-Nothing global is touched: no event is enabled outside the instance, and tracefs is mounted only if it was not
-(and then unmounted again). Removing an instance costs the kernel ~40 ms; the removal runs in a
+Its timestamps are put on CLOCK_REALTIME by two sync markers written into the trace (see `parse`).
+Nothing global is touched: no event is enabled outside the instance, and where tracefs is not mounted it is
+mounted in a private mount namespace of wirestack's own (nothing to unmount, and no other run, concurrent or
+not, sees it come or go). Instance names carry the pid and a
+counter, so concurrent runs never share one. Removing an instance costs the kernel ~40 ms; the removal runs in a
 background thread that the interpreter waits for at exit.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shutil
-import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ..model import KernelEvent
 
 MOUNT = Path("/sys/kernel/tracing")
 SYS_EVENTS = ("syscalls/sys_enter_connect", "syscalls/sys_exit_connect", "syscalls/sys_enter_accept4",
@@ -36,6 +40,9 @@ NET_EVENTS = ("sock/inet_sock_set_state", "tcp/tcp_send_reset", "tcp/tcp_receive
               "skb/kfree_skb", "icmp/icmp_send")
 
 
+_SERIAL = itertools.count(1)
+
+
 class KernelOff(Exception):
     """The kernel layer cannot be recorded; the message says why, in one line."""
 
@@ -43,7 +50,6 @@ class KernelOff(Exception):
 @dataclass
 class Recorder:
     folder: Path
-    mounted: bool = False
     offsets: list[int] = field(default_factory=list)  # unused: the clock is read off sync markers (kevents)
 
     @classmethod
@@ -55,9 +61,9 @@ class Recorder:
         if _outer_uid() != 0:
             raise KernelOff("kernel layer off: tracepoints need real root, and this run is root only inside its "
                             "private namespace")
-        mounted = _ensure_mounted()
+        _ensure_mounted()
         _remove_stale()
-        rec = cls(MOUNT / "instances" / f"wirestack-{os.getpid()}-{time.monotonic_ns() % 1_000_000}", mounted)
+        rec = cls(MOUNT / "instances" / f"wirestack-{os.getpid()}-{next(_SERIAL)}-{time.monotonic_ns() % 1_000_000}")
         folder = rec.folder
         comm = os.path.basename(interpreter)[:15].replace('"', "")
         try:
@@ -84,9 +90,9 @@ class Recorder:
             raise
         return rec
 
-    def stop(self) -> tuple[str, int, list[str]]:
-        """Stop, read the buffer, remove the instance (in the background): (text, 0, notes); the offset
-        is read off the sync markers in the text."""
+    def stop(self) -> tuple[str, list[str]]:
+        """Stop, read the buffer, remove the instance (in the background): (text, notes); the clock offset
+        is read off the sync markers in the text (see `parse`)."""
         notes = []
         text = ""
         try:
@@ -98,13 +104,10 @@ class Recorder:
                 notes.append(f"the kernel's trace buffer overflowed: {lost} kernel events were lost")
         finally:
             threading.Thread(target=self.remove, name="wirestack-tracefs-cleanup").start()
-        return text, 0, notes
+        return text, notes
 
     def remove(self) -> None:
         _remove_instance(self.folder)
-        if self.mounted:
-            subprocess.run(["umount", str(MOUNT)], capture_output=True)
-            self.mounted = False
 
 
 # kfree_skb reasons kept out in the kernel: a drop is only told when it joins a reset or an ICMP error (the
@@ -151,14 +154,21 @@ def _mark(folder: Path) -> None:
         os.close(fd)
 
 
-def _ensure_mounted() -> bool:
-    """True if we mounted tracefs (and so must unmount it)."""
+def _ensure_mounted() -> None:
+    """tracefs at MOUNT: as it is, or mounted in a private mount namespace of this thread (unshare CLONE_NEWNS,
+    everything made private first so that nothing propagates back). The namespace, and the mount with it, end
+    with wirestack's process; no other process sees it."""
     if (MOUNT / "instances").is_dir():
-        return False
-    done = subprocess.run(["mount", "-t", "tracefs", "nodev", str(MOUNT)], capture_output=True, text=True)
-    if done.returncode != 0 or not (MOUNT / "instances").is_dir():
+        return
+    import ctypes
+    import ctypes.util
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+    ms_rec, ms_private, clone_newns = 0x4000, 1 << 18, 0x00020000
+    ok = libc.unshare(clone_newns) == 0 and libc.mount(b"none", b"/", None, ms_rec | ms_private, None) == 0 and \
+        libc.mount(b"nodev", str(MOUNT).encode(), b"tracefs", 0, None) == 0
+    if not ok or not (MOUNT / "instances").is_dir():
         raise KernelOff("kernel layer off: tracefs is not mounted and could not be mounted at " + str(MOUNT))
-    return True
 
 
 def _overruns(folder: Path) -> int:
@@ -203,3 +213,55 @@ def instances() -> list[str]:
     """Names of wirestack's instances that exist now (tests check none survive)."""
     folder = MOUNT / "instances"
     return sorted(p.name for p in folder.glob("wirestack-*")) if folder.is_dir() else []
+
+
+_LINE = re.compile(r"^\s*(?P<comm>.*?)-(?P<pid>\d+)\s+(?:\(\s*[\d-]+\)\s+)?\[(?P<cpu>\d+)\]\s+(?P<flags>\S+)\s+"
+                   r"(?P<sec>\d+)\.(?P<usec>\d{6}):\s(?P<body>.*)$")
+_ENTER = re.compile(r"^sys_(?P<name>\w+)\((?P<args>.*)\)$")
+_EXIT = re.compile(r"^sys_(?P<name>\w+) -> (?P<ret>0x[0-9a-f]+)$")
+_EVENT = re.compile(r"^(?P<name>\w+): (?P<rest>.*)$")
+_ICMP = re.compile(r"type=(?P<type>\d+), code=(?P<code>\d+)\. From (?P<src>\S+):(?P<sport>\d+) to "
+                   r"(?P<dst>\S+):(?P<dport>\d+) ulen=(?P<ulen>\d+) skbaddr=(?P<skbaddr>\S+)")
+_FIELD = re.compile(r"(\w+)=(\S+)")
+_SYNC = re.compile(r"tracing_mark_write: wirestack-sync (\d+)")
+
+
+def parse(text: str, offset_ns: int = 0) -> list[KernelEvent]:
+    """tracefs `trace` text to events (ids 1..N in file order), times moved onto CLOCK_REALTIME by the sync
+    markers wirestack writes into the trace (each holds the realtime clock when written; the trace clock stamps
+    it too), else by `offset_ns` (trace clock minus realtime). Pure. The pid a line shows is the kernel's thread
+    id."""
+    out: list[KernelEvent] = []
+    syncs = []
+    lines = text.splitlines()
+    for line in lines:
+        if "wirestack-sync" in line and (m := _LINE.match(line)) and (s := _SYNC.search(m["body"])):
+            syncs.append(int(m["sec"]) * 1_000_000_000 + int(m["usec"]) * 1000 - int(s.group(1)))
+    if syncs:
+        offset_ns = sum(syncs) // len(syncs)
+    for line in lines:
+        if line.startswith("#"):
+            continue
+        m = _LINE.match(line)
+        if m is None:
+            continue
+        t = int(m["sec"]) * 1_000_000_000 + int(m["usec"]) * 1000 - offset_ns
+        tid, body = int(m["pid"]), m["body"]
+        n = len(out) + 1
+        if e := _ENTER.match(body):
+            fields = dict(kv.split(": ", 1) for kv in e["args"].split(", ") if ": " in kv)
+            out.append(KernelEvent(n, t, f"sys_enter_{e['name']}", tid, fields))
+        elif x := _EXIT.match(body):
+            ret = int(x["ret"], 16)
+            out.append(KernelEvent(n, t, f"sys_exit_{x['name']}", tid,
+                                   {"ret": str(ret - (1 << 64) if ret >= 1 << 63 else ret)}))
+        elif ev := _EVENT.match(body):
+            name, rest = ev["name"], ev["rest"]
+            if name == "tracing_mark_write":
+                continue
+            if name == "icmp_send" and (i := _ICMP.search(rest)):
+                fields = i.groupdict()
+            else:
+                fields = dict(_FIELD.findall(rest.replace("reason: ", "reason=")))
+            out.append(KernelEvent(n, t, name, tid, fields))
+    return out

@@ -170,7 +170,7 @@ class WireSession:
     def _sink(self, items: list[Any]) -> None:
         # The probe describes each code object, pseudo-file and socket once, in whichever test first meets it:
         # those descriptions are the session's, every test's trace needs them.
-        from ..record.probe import DESCRIPTIONS
+        from ..record.items import DESCRIPTIONS
 
         for item in items:
             if isinstance(item, tuple) and item[0] in DESCRIPTIONS:
@@ -248,20 +248,23 @@ class WireSession:
         """The test's report from everything recorded up to now (drained from the capture first)."""
         from dataclasses import replace
 
-        from ..record.capture import Capture, CaptureError
+        from ..record.assemble import build_trace
+        from ..record.capture import CaptureError
+        from ..record.loader import Loader
         from ..record.probe import exception_dict
-        from ..record.runner import Client, build_trace
+        from ..record.runner import Client
+        from ..record.runner import Recording as RunRecording
         from ..report import build_report
 
         assert self._probe is not None and self._worker is not None
-        notes: list[dict[str, Any]] = []
+        notes: list[str] = []
         with self._lock:
             if not run.finished:
                 self._probe.flush()
                 try:
                     frames, dropped = self._worker.drain()
                 except CaptureError as exc:
-                    notes.append({"kind": "note", "text": f"the capture could not be drained: {exc}"})
+                    notes.append(f"the capture could not be drained: {exc}")
                 else:
                     run.dropped += dropped
                     frames = _since(frames, run.started_ns)
@@ -274,17 +277,21 @@ class WireSession:
             key = (len(run.records), len(run.frames) if run.frames is not None else 0)
             if exception is None and not notes and run.cache is not None and run.cache[0] == key:
                 return run.cache[1]
-            records = self._shared + list(run.records) + notes
+            records = self._shared + list(run.records)
             if exception is not None:
-                records.append({"kind": "exception", "pid": self._pid,
-                                **exception_dict(exception, self._probe, self._skip)})
-            capture = Capture(INTERFACE)
-            seen = 0
+                records.append({"kind": "exception", **exception_dict(exception, self._probe, self._skip)})
+            from ..record.capture import Frames
+
+            frames, seen = Frames(), 0
             if run.frames is not None:
                 seen = len(run.frames)
-                capture.frames = candidates(run.frames, ports_of(records), self._worker.linktype)
-            capture.dropped, capture.linktype = run.dropped, self._worker.linktype
-            trace = build_trace(Client("pytest", run.nodeid), capture, records, run.started_ns, None, self._pid)
+                frames = candidates(run.frames, ports_of(records), self._worker.linktype)
+            loader = Loader()
+            loader.feed(records)
+            recording = RunRecording(Client("pytest", run.nodeid), INTERFACE, frames, self._worker.linktype, seen,
+                                     run.dropped, loader, run.started_ns, None, self._pid, notes=notes,
+                                     kernel_off="kernel layer off: pytest --wirestack records no kernel layer")
+            trace = build_trace(recording)
             trace = replace(trace, capture=replace(trace.capture, seen=seen))  # every frame read, as the CLI counts
             report = build_report(trace)
             if exception is None and not notes:
@@ -324,7 +331,7 @@ class WireSession:
         """Write the test's pcapng (raises `files.OutputError`)."""
         from dataclasses import replace
 
-        from ..formats.pcapng import blocks
+        from ..output.annotate import blocks
         from ..output.files import write
 
         path = self.folder / (file_stem(run.nodeid) + ("" if when == "call" else f"-{when}") + ".pcapng")
@@ -356,14 +363,18 @@ def is_call(record: Any) -> bool:
 def ports_of(records: list[Any]) -> frozenset[int]:
     """Every port the recorded calls name as a local or remote end (a data call's local end is its socket's
     "local" description)."""
+    from ..record import items as layout
+
+    local, remote = layout.CALL.index("local"), layout.CALL.index("remote")
+    data_remote, address = layout.DATA.index("remote"), layout.LOCAL.index("address")
     ports = set()
     for r in records:
         if isinstance(r, tuple) and r and r[0] == "call":
-            ends: tuple[Any, ...] = (r[12], r[13])
+            ends: tuple[Any, ...] = (r[local], r[remote])
         elif isinstance(r, tuple) and r and r[0] == "data":
-            ends = (r[10],)
+            ends = (r[data_remote],)
         elif isinstance(r, tuple) and r and r[0] == "local":
-            ends = (r[2],)
+            ends = (r[address],)
         elif isinstance(r, dict):
             ends = (r.get("local"), r.get("remote"))
         else:
@@ -413,7 +424,7 @@ def involves_network(report: Report) -> bool:
     """Does this failure involve the network? True when an exception of its chain was raised by a socket call
     recorded during the test, when a socket call of the test failed (other than the waits of non-blocking
     sockets), or when a frame of its traceback has packets below it."""
-    from ..core.pairing import linked
+    from ..core.chains import linked
 
     trace, alignment = report.trace, report.alignment
     chained = linked(trace.exception) if trace.exception is not None else []
@@ -482,7 +493,7 @@ class Wire:
 
 def packet_summary(p: Packet) -> str:
     """'#1 TCP 127.0.0.1:41000 → 127.0.0.1:25 S len=0'"""
-    from ..explain.explanation import endpoint
+    from ..explain.wording import endpoint
 
     flow = f"{endpoint(p.src, p.sport)} → {endpoint(p.dst, p.dport)}" if p.sport or p.dport else f"{p.src} → {p.dst}"
     flags = f" {p.flags or '.'}" if p.proto == "TCP" else (f" type {p.icmp[0]} code {p.icmp[1]}" if p.icmp else "")

@@ -1,0 +1,700 @@
+"""Facts: what the data shows, as typed records with their evidence. Pure; no wording here (see `wording`).
+
+Every fact carries the ids of its evidence — `packets`, `calls`, `kernel` events — the traced `sockets` it
+concerns and the `flow` it is about, and each kind's own fields. Its `kind` is stable (the JSON's "kind"; a
+user's CI may assert on it). A fact also states what it claims about each packet it rests on (`claims`: who sent
+it, and what it is), so that a test can check that no two facts disagree about one packet.
+
+Ends are `End`s (address and traced sockets, see `scene`): a fact never says "the program" or "the peer" of
+its own accord; either end, or both, may be traced.
+
+Kinds, by what they are about:
+
+    connection   tcp.refused  tcp.unanswered  tcp.syn_retransmits  tcp.established  tcp.closed  tcp.reset
+                 tcp.zero_window  tcp.unsent  tcp.read_timeout  tcp.stale  tcp.retransmits  tcp.bytes
+    datagrams    udp.icmp  udp.exchange  icmp.error
+    names        resolve.failed  resolve.port_wrap  dns.exchange
+    TLS          tls.hello  tls.alert  tls.rejected_certificate
+    application  smtp.no_starttls  http.short_body  app.exchange
+    calls        call.failed  connect.attempts  library.retries
+    exceptions   exception.origin  exception.built  exception.python  exception.group  exception.layers
+    kernel       kernel.drop  kernel.states
+    the run      capture.empty  capture.dropped  run.no_calls  ip.v6  arp.unanswered
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
+
+from ..model import Addr
+from .scene import End
+
+Claim = tuple[int, Addr | None, str]  # (packet id, its sender, what it is: "SYN", "RST", "FIN", "TLS alert"...)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Fact:
+    kind: ClassVar[str] = ""
+    packets: tuple[int, ...] = ()
+    calls: tuple[int, ...] = ()
+    kernel: tuple[int, ...] = ()
+    sockets: tuple[int, ...] = ()
+    flow: int | None = None
+    time_ns: int = 0  # when it happened (its first evidence), for ordering
+
+    def claims(self) -> Iterator[Claim]:
+        return iter(())
+
+    def group(self) -> tuple[Any, ...]:
+        """Facts of one kind with the same group are told together in a large run ("× 10,000")."""
+        return (self.kind,)
+
+    def fields(self) -> dict[str, Any]:
+        """The kind's own fields (not the evidence), as plain data."""
+        skip = {"packets", "calls", "kernel", "sockets", "flow", "time_ns"}
+        return {f.name: plain(getattr(self, f.name)) for f in fields(self) if f.name not in skip}
+
+
+def plain(value: Any) -> Any:
+    if isinstance(value, End):
+        return {"addr": list(value.addr), "sockets": list(value.sockets), "pids": list(value.pids)}
+    if isinstance(value, tuple):
+        return [plain(v) for v in value]
+    return value
+
+
+def _ends(*pairs: tuple[int | None, Addr | None, str]) -> Iterator[Claim]:
+    for pid, sender, what in pairs:
+        if pid:
+            yield (pid, sender, what)
+
+
+# -- connections -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Refused(Fact):
+    """A SYN answered with RST/ACK before any SYN/ACK."""
+
+    kind: ClassVar[str] = "tcp.refused"
+    client: End
+    server: End
+    syn: int  # the SYN the RST answered
+    rst: int
+    delay_ns: int
+    copies: int = 1  # SYNs sent
+    reason: str = ""  # the kernel's tcp_send_reset reason, where recorded (NO_SOCKET ...)
+    call: int | None = None  # the connect() that failed with it
+    error: str = ""  # that call's error name
+
+    def claims(self) -> Iterator[Claim]:
+        return _ends((self.syn, self.client.addr, "SYN"), (self.rst, self.server.addr, "RST"))
+
+    def group(self) -> tuple[Any, ...]:
+        return (self.kind, self.server.addr, self.reason, self.error)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Unanswered(Fact):
+    """SYNs with no answer captured; what ended the wait."""
+
+    kind: ClassVar[str] = "tcp.unanswered"
+    client: End
+    server: End
+    copies: int
+    waits_ns: tuple[int, ...]
+    ended_by: str  # "timeout" (the program's own), "errno" (the kernel gave up), "capture" (the run ended)
+    error: str = ""
+    waited_ns: int = 0  # from the first SYN to the end of the wait
+    after_last_ns: int = 0  # from the last SYN to the end
+
+    def claims(self) -> Iterator[Claim]:
+        return _ends(*((p, self.client.addr, "SYN") for p in self.packets))
+
+    def group(self) -> tuple[Any, ...]:
+        return (self.kind, self.server.addr, self.ended_by, self.error)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SynRetransmits(Fact):
+    """One SYN sent more than once: the waits between the copies, measured."""
+
+    kind: ClassVar[str] = "tcp.syn_retransmits"
+    client: End
+    server: End
+    waits_ns: tuple[int, ...]
+    pattern: str  # "equal", "doubling", "mixed", "one" (a single wait)
+
+    def claims(self) -> Iterator[Claim]:
+        return _ends(*((p, self.client.addr, "SYN") for p in self.packets))
+
+    def group(self) -> tuple[Any, ...]:
+        return (self.kind, self.server.addr, self.pattern, len(self.waits_ns))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Established(Fact):
+    """The handshake completed: SYN/ACK came back (from the server's kernel, whether or not a program took it)."""
+
+    kind: ClassVar[str] = "tcp.established"
+    client: End
+    server: End
+    syn: int
+    synack: int
+    delay_ns: int
+    accepted_by: int | None = None  # the accept() call of a traced listener that took it
+    listener_traced: bool = False  # a traced socket listened there (so "not accepted" can be said)
+
+    def claims(self) -> Iterator[Claim]:
+        return _ends((self.syn, self.client.addr, "SYN"), (self.synack, self.server.addr, "SYN/ACK"))
+
+    def group(self) -> tuple[Any, ...]:
+        return (self.kind, self.server.addr, self.accepted_by is None, self.listener_traced)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Closed(Fact):
+    """Who closed first (the first FIN), what each side had sent by then, and what followed."""
+
+    kind: ClassVar[str] = "tcp.closed"
+    first: End  # the side whose FIN came first
+    second: End
+    first_role: str  # "client" or "server"
+    fin: int
+    other_fin: int | None
+    after_ns: int  # from the handshake (or the first packet) to the first FIN
+    gap_ns: int  # between the two FINs
+    sent_first: int  # bytes the first closer had sent
+    sent_second: int  # bytes the other side had sent by then
+    eof_call: int | None = None  # the read at the other end that returned 0 for it
+    eof_op: str = ""
+    raised: str = ""  # the exception a frame above that read raised (not a socket call)
+    raised_where: str = ""
+
+    def claims(self) -> Iterator[Claim]:
+        return _ends((self.fin, self.first.addr, "FIN"), (self.other_fin, self.second.addr, "FIN"))
+
+    def group(self) -> tuple[Any, ...]:
+        return (self.kind, self.first_role, self.second.addr if self.first_role == "client" else self.first.addr,
+                self.other_fin is None)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reset(Fact):
+    """A RST after the handshake: who sent it, why (where the kernel says or the data shows), who met it."""
+
+    kind: ClassVar[str] = "tcp.reset"
+    sender: End
+    receiver: End
+    sender_role: str  # "client" or "server"
+    rst: int
+    reason: str = ""  # tcp_send_reset reason (TCP_ABORT_ON_CLOSE, TCP_TIMEWAIT_SOCKET, NO_SOCKET, ...)
+    state: str = ""  # tcp_send_reset state of the sending socket
+    after_fin: int | None = None  # the sender had closed with this FIN before: the RST answers data after it
+    answered: int | None = None  # the segment the RST answered (data that came after the sender closed)
+    unread: int | None = None  # bytes the sender had received and its recorded reads had not taken
+    received: int = 0  # bytes the sender had received from the other side
+    met_by: int | None = None  # the receiver's call that failed because of it
+    error: str = ""
+    waited_ns: int = 0  # the RST had come this long before that call began (the error waited on the socket)
+    linger0: int | None = None  # the sender's setsockopt(SO_LINGER) to (on, 0 s), where traced
+    last_data: int | None = None  # the receiver's last data before the RST
+    acked: int | None = None  # the sender's ACK of that data (its kernel had it)
+
+    def claims(self) -> Iterator[Claim]:
+        return _ends((self.rst, self.sender.addr, "RST"), (self.after_fin, self.sender.addr, "FIN"),
+                     (self.last_data, self.receiver.addr, "data"))
+
+    def group(self) -> tuple[Any, ...]:
+        return (self.kind, self.sender_role, self.reason, self.after_fin is None, self.error)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ZeroWindow(Fact):
+    """A side advertised a zero window: its receive buffer was full (its program was not reading)."""
+
+    kind: ClassVar[str] = "tcp.zero_window"
+    side: End
+    other: End
+    count: int
+    lasted_ns: int
+
+    def group(self) -> tuple[Any, ...]:
+        return (self.kind, self.side.addr)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Unsent(Fact):
+    """A traced side's send calls returned more bytes than ever left it before the connection ended."""
+
+    kind: ClassVar[str] = "tcp.unsent"
+    sender: End
+    receiver: End
+    written: int  # bytes the send calls reported written
+    left: int  # bytes that reached the wire
+    ended_by: str  # "RST", "FIN", "capture"
+    ended: int | None = None  # that packet
+
+    def group(self) -> tuple[Any, ...]:
+        return (self.kind, self.receiver.addr)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReadTimeout(Fact):
+    """A request acknowledged by the other side's kernel, then silence, then the waiting side's own timeout."""
+
+    kind: ClassVar[str] = "tcp.read_timeout"
+    waiter: End
+    other: End
+    request: int | None  # the waiter's last data
+    ack: int | None  # the other side's ACK of it
+    silent_ns: int  # from that ACK (or the request) to the timeout
+    call: int
+    timeout_s: float | None = None
+
+    def claims(self) -> Iterator[Claim]:
+        return _ends((self.request or 0, self.waiter.addr, "data"), (self.ack or 0, self.other.addr, "ACK"))
+
+    def group(self) -> tuple[Any, ...]:
+        return (self.kind, self.other.addr)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Stale(Fact):
+    """A side sent data into a connection whose other side had already closed (its FIN had arrived)."""
+
+    kind: ClassVar[str] = "tcp.stale"
+    sender: End
+    closer: End
+    fin: int
+    data: int
+    gap_ns: int
+    answer: int | None = None  # the RST that answered it
+
+    def claims(self) -> Iterator[Claim]:
+        return _ends((self.fin, self.closer.addr, "FIN"), (self.data, self.sender.addr, "data"),
+                     (self.answer or 0, self.closer.addr, "RST"))
+
+    def group(self) -> tuple[Any, ...]:
+        return (self.kind, self.closer.addr)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Retransmits(Fact):
+    """Data segments sent again with sequence numbers already sent."""
+
+    kind: ClassVar[str] = "tcp.retransmits"
+    side: End
+    other: End
+    count: int
+
+    def group(self) -> tuple[Any, ...]:
+        return (self.kind,)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Bytes(Fact):
+    """What each side of a connection sent, counted on the wire (not by the calls that read or wrote it)."""
+
+    kind: ClassVar[str] = "tcp.bytes"
+    client: End
+    server: End
+    from_client: int
+    from_server: int
+    data_segments: int
+
+    def group(self) -> tuple[Any, ...]:
+        return (self.kind, self.server.addr)
+
+
+# -- datagrams -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IcmpError(Fact):
+    """An ICMP error quoting a datagram (or segment): from whom, how soon, and whether the sender was told."""
+
+    kind: ClassVar[str] = "udp.icmp"
+    sender: End  # the datagram's sender
+    target: Addr  # where the datagram went
+    icmp: int
+    datagram: int | None
+    icmp_type: int
+    icmp_code: int
+    meaning: str  # "port unreachable", ...
+    reporter: str  # the address the ICMP came from
+    delay_ns: int = 0
+    sent_by: int | None = None  # the call that sent the datagram
+    sent_returned: int | None = None  # what it returned (bytes)
+    told: str = ""  # "call" (a call failed with it), "unconnected" (the socket was never told), "" (unknown)
+    learner: int | None = None
+    error: str = ""
+    timed_out: int | None = None  # for an unconnected socket: the read that waited in vain
+    proto: str = "UDP"
+
+    def claims(self) -> Iterator[Claim]:
+        return _ends((self.icmp, None, "ICMP"), (self.datagram or 0, self.sender.addr, "datagram"))
+
+    def group(self) -> tuple[Any, ...]:
+        return (self.kind, self.target, self.meaning, self.told, self.error)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Datagrams(Fact):
+    """The datagrams of one conversation, each way."""
+
+    kind: ClassVar[str] = "udp.exchange"
+    first: End
+    second: End
+    sent: int
+    back: int
+    bytes_sent: int
+    bytes_back: int
+    waited_by: int | None = None  # a call that then waited and failed (a timeout)
+    error: str = ""
+
+    def group(self) -> tuple[Any, ...]:
+        return (self.kind, self.second.addr, self.back == 0, self.error)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoneIcmp(Fact):
+    """An ICMP error quoting nothing the capture saw leave."""
+
+    kind: ClassVar[str] = "icmp.error"
+    icmp: int
+    icmp_type: int
+    icmp_code: int
+    meaning: str
+    reporter: str
+    quoted: tuple[str, Addr, Addr]
+
+    def group(self) -> tuple[Any, ...]:
+        return (self.kind, self.quoted[2], self.meaning)
+
+
+# -- names ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResolveFailed(Fact):
+    """getaddrinfo() failed: its resolver error, and the DNS packets (if any) the resolver exchanged meanwhile."""
+
+    kind: ClassVar[str] = "resolve.failed"
+    call: int
+    host: str
+    port: str
+    error: str  # EAI_NONAME ...
+    code: int | None
+    queries: int = 0
+    answers: tuple[str, ...] = ()  # each answer's rcode
+    icmp: int = 0  # ICMP errors answering the queries
+    servers: tuple[Addr, ...] = ()
+
+    def group(self) -> tuple[Any, ...]:
+        return (self.kind, self.host, self.error)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PortWrap(Fact):
+    kind: ClassVar[str] = "resolve.port_wrap"
+    call: int
+    asked: int
+    given: int
+    first: int | None  # the first packet to the given port
+    first_to: Addr | None  # where it went
+    first_what: str  # "SYN" or "datagram"
+    carried: bool  # some packet carried the asked port
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DnsExchange(Fact):
+    """DNS queries and answers on the wire (the resolver's, inside a getaddrinfo() call, or any)."""
+
+    kind: ClassVar[str] = "dns.exchange"
+    client: End
+    server: End
+    names: tuple[str, ...]
+    queries: int
+    answers: tuple[str, ...]  # rcodes
+    call: int | None = None  # the getaddrinfo() it happened inside
+    icmp: int = 0
+
+    def group(self) -> tuple[Any, ...]:
+        return (self.kind, self.server.addr, self.answers)
+
+
+# -- TLS -----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TlsHello(Fact):
+    """A ClientHello, and what came back: a TLS reply, bytes that are no TLS record, or nothing."""
+
+    kind: ClassVar[str] = "tls.hello"
+    client: End
+    server: End
+    hello: int
+    hello_bytes: int
+    reply: str  # "tls", "not-tls", "none"
+    reply_packet: int | None = None
+    reply_what: str = ""  # "ServerHello", "Alert", or the first line of a clear-text reply
+    reply_first: bool = False  # the server's bytes came before the ClientHello
+    reply_gap_ns: int = 0
+    header: tuple[int, int, int] = (0, 0, 0)  # the reply's first 5 bytes read as a record: type, version, length
+    fault: str = ""  # the TLS error the client's handshake raised, if any
+
+    def claims(self) -> Iterator[Claim]:
+        return _ends((self.hello, self.client.addr, "ClientHello"),
+                     (self.reply_packet or 0, self.server.addr, "reply"))
+
+    def group(self) -> tuple[Any, ...]:
+        return (self.kind, self.server.addr, self.reply, self.fault)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TlsAlert(Fact):
+    kind: ClassVar[str] = "tls.alert"
+    sender: End
+    receiver: End
+    sender_role: str
+    packet: int
+    level: str  # "fatal", "warning", "" (encrypted: unknown)
+    description: str  # "bad_certificate", ... or "" when encrypted
+
+    def claims(self) -> Iterator[Claim]:
+        return _ends((self.packet, self.sender.addr, "TLS alert"))
+
+    def group(self) -> tuple[Any, ...]:
+        return (self.kind, self.sender_role, self.description)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CertificateRejected(Fact):
+    """The client's own verdict: its handshake failed verifying the server's certificate, after the server had
+    sent its part."""
+
+    kind: ClassVar[str] = "tls.rejected_certificate"
+    client: End
+    server: End
+    call: int
+    reason: str
+    detail: str
+    server_records: tuple[int, ...]  # the server's handshake records before the failure
+    ended_by: int | None = None  # the client's FIN/RST/alert after it
+
+    def group(self) -> tuple[Any, ...]:
+        return (self.kind, self.server.addr, self.detail)
+
+
+# -- application ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NoStartTls(Fact):
+    kind: ClassVar[str] = "smtp.no_starttls"
+    server: End
+    reply: int  # the EHLO reply
+    extensions: tuple[str, ...]
+    raised: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShortBody(Fact):
+    """An HTTP response promised Content-Length bytes, and the connection ended before they came."""
+
+    kind: ClassVar[str] = "http.short_body"
+    server: End
+    client: End
+    response: int
+    status: str
+    promised: int
+    delivered: int
+    ended_by: str  # "FIN" or "RST"
+    end_packet: int | None = None
+    raised: str = ""
+
+    def group(self) -> tuple[Any, ...]:
+        return (self.kind, self.server.addr)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppExchange(Fact):
+    """The commands and replies of a text protocol, as they went on the wire."""
+
+    kind: ClassVar[str] = "app.exchange"
+    client: End
+    server: End
+    protocol: str  # "SMTP", "HTTP", "POP3", "IMAP", "FTP", "RESP", "text"
+    turns: tuple[tuple[str, str, int, int], ...]  # (command, reply, command packet, reply packet)
+    segments: tuple[tuple[int, str, int, int | None, str], ...] = ()  # (packet, first line, bytes, call, how)
+
+    def group(self) -> tuple[Any, ...]:
+        return (self.kind, self.server.addr, self.turns[:1])
+
+
+# -- calls ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallFailed(Fact):
+    """A socket call that failed, its error in its own namespace, and what the kernel says of its syscall."""
+
+    kind: ClassVar[str] = "call.failed"
+    call: int
+    op: str
+    namespace: str
+    code: int | None
+    name: str
+    error: str  # the exception line
+    reason: str = ""  # OpenSSL reason
+    syscall_ret: int | None = None  # what the kernel's syscall returned (kernel layer)
+    timeout_s: float | None = None  # the socket's timeout, when a Python timeout ended the call
+    reported: int | None = None  # for getsockopt(SO_ERROR) / connect_ex: the errno returned
+
+    def group(self) -> tuple[Any, ...]:
+        return (self.kind, self.op, self.namespace, self.name)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Attempts(Fact):
+    """One create_connection() tried several addresses in turn."""
+
+    kind: ClassVar[str] = "connect.attempts"
+    function: str
+    tries: tuple[tuple[int, Addr, str], ...]  # (call, address, outcome)
+    raised: int | None = None  # the attempt whose exception escaped
+    all_failed: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Retries(Fact):
+    """Several connections to one server from one place of the program, one after the other."""
+
+    kind: ClassVar[str] = "library.retries"
+    server: Addr
+    attempts: tuple[tuple[int, int, str], ...]  # (call, start offset ns, outcome)
+    gaps_ns: tuple[int, ...]
+    module: str  # the library whose frames made every attempt
+
+
+# -- exceptions ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Origin(Fact):
+    """The escaped exception came from a socket call: which, and through which modules."""
+
+    kind: ClassVar[str] = "exception.origin"
+    exception: str
+    call: int
+    op: str
+    error: str
+    namespace: str
+    raised_as: str  # the type it was raised as
+    raised_in: str  # the transport module that raised it
+    through: tuple[str, ...]  # the library modules it passed through
+    wrapper: str = ""  # the exception that wrapped it, when it escaped wrapped
+    wrapped_in: str = ""
+    how: str = ""  # "raised from it" / "raised while handling it"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Built(Fact):
+    """An exception built from an errno read elsewhere (asyncio's SO_ERROR), not raised by a socket call."""
+
+    kind: ClassVar[str] = "exception.built"
+    exception: str
+    errno: int
+    name: str
+    getsockopt: int  # the call that read it
+    socket: int
+    address: Addr | None  # the address the exception's message names
+    connect: int | None = None  # the non-blocking connect() that sent the SYN
+    made_in: str = ""  # the module and function that built it
+    delay_ns: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NotFromSocket(Fact):
+    """The exception was raised by Python code, not by a socket call; the last socket call below it."""
+
+    kind: ClassVar[str] = "exception.python"
+    exception: str
+    where: str
+    last_call: int | None = None
+    last_op: str = ""
+    last_outcome: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Layers(Fact):
+    """The failing call's packets lie under the frames of several library modules: the path from the program
+    down to the syscall, across the exception chain."""
+
+    kind: ClassVar[str] = "exception.layers"
+    call: int
+    op: str
+    path: tuple[tuple[str, int], ...]  # (module, frames), outermost first
+    frames: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Group(Fact):
+    """An ExceptionGroup and each of its exceptions, with the call each came from."""
+
+    kind: ClassVar[str] = "exception.group"
+    exception: str
+    members: tuple[tuple[str, int | None, str], ...]  # (type, call, error)
+
+
+# -- kernel --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Drop(Fact):
+    """The kernel dropped a segment or datagram (kfree_skb), and why."""
+
+    kind: ClassVar[str] = "kernel.drop"
+    reason: str
+    location: str
+    caused: str  # "RST" or "ICMP": what the kernel sent back for it
+
+    def group(self) -> tuple[Any, ...]:
+        return (self.kind, self.reason, self.location)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class States(Fact):
+    """The states a traced socket went through, as the kernel logged them."""
+
+    kind: ClassVar[str] = "kernel.states"
+    socket: int
+    states: tuple[str, ...]
+
+    def group(self) -> tuple[Any, ...]:
+        return (self.kind, self.states)
+
+
+# -- the run -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Note(Fact):
+    """A fact about the run itself: "capture.empty", "capture.dropped", "run.no_calls", "ip.v6",
+    "arp.unanswered"."""
+
+    kind: ClassVar[str] = "note"
+    what: str
+    count: int = 0
+    detail: str = ""
+    addr: Addr | None = None
+
+    def group(self) -> tuple[Any, ...]:
+        return (self.what, self.detail)
+
+
+def kind_of(fact: Fact) -> str:
+    return fact.what if isinstance(fact, Note) else fact.kind

@@ -1,0 +1,141 @@
+"""The report as JSON, schema 2 (documented in docs/json.md). Pure: returns data or text.
+
+    {"wirestack": VERSION, "schema": 2, "kind": "trace" | "wire", "title", "client", "exit_code", "python",
+     "capture": {interface, file, format, writer, packets, seen, dropped},
+     "processes": [{pid, traced, argv, parent, how}],
+     "packets": [{id, time_ns, proto, src, sport, dst, dport, flags, seq, ack, window, ttl, length, payload,
+                  data, icmp, quoted, app, calls, role, flow}],
+     "calls": [{id, op, thread, pid, tid, start_ns, end_ns, socket, local, remote, args, result,
+                fault: null | {namespace, code, name, type, message, library, reason, detail},
+                frames: [{file, line, function, code, layer}] innermost last, packets, kernel}],
+     "exception": null | {type, message, fault, call, frames: [{..., packets}] outermost first, cause, context,
+                          suppress_context, group: [...]},
+     "kernel": [{id, time_ns, event, tid, fields, call, packets, flow, sockets}], "kernel_off",
+     "flows": [{id, proto, client: {addr, sockets, pids}, server: {...}, packets, outcome,
+                bytes: {client, server}}],
+     "facts": [{kind, text, packets, calls, kernel, sockets, flow, ...the kind's own fields}],
+     "notes": [...]}
+
+Every error is in its own namespace: `fault.namespace` is "errno" (a kernel errno in `code`, its name in `name`),
+"openssl", "eai", "h_errno", "timeout" or "python". A fact's `kind` is stable; CI can assert on kinds and fields.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .. import __version__
+from ..core.layers import layer_of
+from ..explain.facts import Fact, kind_of
+from ..explain.wording import Words, sentence
+from ..model import Call, ExceptionInfo, Fault, Frame, Packet
+from ..report import Report
+
+SCHEMA = 2
+
+
+def _fault(f: Fault | None) -> dict[str, Any] | None:
+    if f is None:
+        return None
+    return {"namespace": f.namespace, "code": f.code, "name": f.name or None, "type": f.type, "message": f.message,
+            "library": f.library or None, "reason": f.reason or None, "detail": f.detail or None}
+
+
+def _frame(f: Frame) -> dict[str, Any]:
+    return {"file": f.file, "line": f.line, "function": f.function, "code": f.code, "layer": layer_of(f.file)}
+
+
+def _packet(p: Packet, report: Report) -> dict[str, Any]:
+    pairs = report.alignment.pairs_of(p.id)
+    return {
+        "id": p.id, "time_ns": p.time_ns, "proto": p.proto, "src": p.src, "sport": p.sport, "dst": p.dst,
+        "dport": p.dport, "flags": p.flags, "seq": p.seq, "ack": p.ack, "window": p.window, "ttl": p.ttl,
+        "length": p.length, "payload": len(p.payload), "data": p.payload.hex(),
+        "icmp": {"type": p.icmp[0], "code": p.icmp[1]} if p.icmp else None,
+        "quoted": ({"proto": p.quoted.proto, "src": p.quoted.src, "sport": p.quoted.sport, "dst": p.quoted.dst,
+                    "dport": p.quoted.dport} if p.quoted else None),
+        "app": p.app or None, "calls": [x.call for x in pairs if x.call is not None],
+        "role": pairs[0].role if pairs else None, "flow": report.alignment.flows.of_packet.get(p.id),
+    }
+
+
+def _call(c: Call, report: Report) -> dict[str, Any]:
+    return {
+        "id": c.id, "op": c.op, "thread": c.thread, "pid": c.pid, "tid": c.tid, "start_ns": c.start_ns,
+        "end_ns": c.end_ns, "socket": c.socket or None, "local": list(c.local) if c.local else None,
+        "remote": list(c.remote) if c.remote else None, "args": c.args, "result": c.result, "fault": _fault(c.fault),
+        "frames": [_frame(f) for f in c.frames], "packets": list(report.alignment.packets_of_call(c.id)),
+        "kernel": list(report.kernel.for_call(c.id)),
+    }
+
+
+def _exception(e: ExceptionInfo | None, report: Report, depth: int = 0) -> dict[str, Any] | None:
+    if e is None or depth > 64:
+        return None
+    return {
+        "type": e.type, "message": e.message, "fault": _fault(e.fault), "call": e.call, "pid": e.pid,
+        "frames": [{**_frame(f), "packets": list(report.alignment.packets_below(f.instance))} for f in e.frames],
+        "cause": _exception(e.cause, report, depth + 1), "context": _exception(e.context, report, depth + 1),
+        "suppress_context": e.suppress_context, "group": [_exception(g, report, depth + 1) for g in e.group],
+    }
+
+
+def fact_json(f: Fact, words: Words) -> dict[str, Any]:
+    return {"kind": kind_of(f), "text": sentence(f, words), "packets": list(f.packets), "calls": list(f.calls),
+            "kernel": list(f.kernel), "sockets": list(f.sockets), "flow": f.flow, **f.fields()}
+
+
+def to_json(report: Report) -> dict[str, Any]:
+    t = report.trace
+    scene = report.explanation.scene
+    words = Words({c.id: c for c in t.calls}, many_pids=len({c.pid for c in t.calls}) > 1)
+    flows: list[dict[str, Any]] = []
+    for c in scene.connections:
+        flows.append({"id": c.id, "proto": "TCP", "client": _end(c.client), "server": _end(c.server),
+                      "packets": len(c.packets), "outcome": c.outcome,
+                      "bytes": {"client": c.a.bytes, "server": c.b.bytes}})
+    for v in scene.conversations:
+        flows.append({"id": v.id, "proto": "UDP", "client": _end(v.first), "server": _end(v.second),
+                      "packets": len(v.datagrams) + len(v.icmp), "outcome": "icmp" if v.icmp else "",
+                      "bytes": {"client": sum(len(p.payload) for p, s in v.datagrams if s == "a"),
+                                "server": sum(len(p.payload) for p, s in v.datagrams if s == "b")}})
+    flows.sort(key=lambda f: int(f["id"]))
+    links = report.kernel.links
+    return {
+        "wirestack": __version__, "schema": SCHEMA, "kind": "trace" if t.traced else "wire", "title": t.title,
+        "client": t.client if t.traced else None, "exit_code": t.exit_code, "python": t.python or None,
+        "capture": {"interface": t.capture.interface or None, "file": t.capture.file,
+                    "format": t.capture.format or None, "writer": t.capture.writer or None,
+                    "packets": t.capture.packets, "seen": t.capture.seen, "dropped": t.capture.dropped},
+        "processes": [{"pid": p.pid, "traced": p.traced, "argv": list(p.argv), "parent": p.parent, "how": p.how}
+                      for p in t.processes],
+        "packets": [_packet(p, report) for p in t.packets],
+        "calls": [_call(c, report) for c in t.calls],
+        "exception": _exception(t.exception, report),
+        "kernel": [{"id": k.id, "time_ns": k.time_ns, "event": k.event, "tid": k.tid, "fields": k.fields,
+                    "call": links[k.id].call if k.id in links else None,
+                    "packets": list(links[k.id].packets) if k.id in links else [],
+                    "flow": links[k.id].flow if k.id in links else None,
+                    "sockets": list(links[k.id].sockets) if k.id in links else []} for k in t.kernel],
+        "kernel_off": t.kernel_off or None,
+        "flows": flows,
+        "facts": [fact_json(f, words) for f in report.facts],
+        "notes": list(t.notes),
+    }
+
+
+def _end(e: Any) -> dict[str, Any]:
+    return {"addr": list(e.addr), "sockets": list(e.sockets), "pids": list(e.pids)}
+
+
+class JsonRenderer:
+    """The report as JSON text: indented when small; compact when large (the indenting encoder is pure
+    Python)."""
+
+    name: str = "json"
+    extensions: tuple[str, ...] = (".json",)
+
+    def render(self, report: Report) -> str:
+        big = len(report.trace.calls) + len(report.trace.packets) > 5000
+        return json.dumps(to_json(report), indent=None if big else 2) + "\n"

@@ -1,0 +1,115 @@
+"""A run's raw recording (frames, the probe's items, the kernel's trace text) as one `Trace`.
+
+Call ids are given in time order (1, 2, ...) and sockets in order of appearance; packet ids are frame numbers of
+the file wirestack writes. Only the packets of the traced program's flows are kept (`core.pairing`): other
+traffic on the interface is read, counted in `seen`, and left out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ..core import kernel as kernel_events
+from ..core.chains import linked
+from ..core.dissect import dissect
+from ..core.pairing import traced_packets
+from ..model import Call, CaptureInfo, ExceptionInfo, Packet, Process, Trace
+from . import tracefs
+from .capture import Frames
+from .headers import defines
+from .loader import BadItem, Loader, exception_from
+from .runner import Client, Recording
+
+
+def renumber(p: Packet, n: int) -> Packet:
+    return Packet(n, p.time_ns, p.proto, p.src, p.dst, p.sport, p.dport, p.flags, p.seq, p.ack, p.length,
+                  p.payload, p.icmp, p.quoted, p.raw, p.app, p.window, p.ttl, p.link)
+
+
+def select_packets(calls: Sequence[Call], frames: Frames, linktype: int) -> tuple[Packet, ...]:
+    """The traced flows' packets, decoded, with ids 1..N in capture order."""
+    decoded = [dissect(i + 1, t, d, linktype, n)
+               for i, (t, n, d) in enumerate(zip(frames.times, frames.lengths, frames.data, strict=True))]
+    kept = traced_packets(calls, decoded)
+    return tuple(renumber(p, n) for n, p in enumerate(kept, 1))
+
+
+def build_trace(rec: Recording) -> Trace:
+    calls, new_id = rec.loader.calls()
+    notes = list(rec.notes)
+    exception = _exception(rec.loader, rec.pid, new_id, notes)
+    packets = select_packets(calls, rec.frames, rec.linktype)
+    kernel: tuple[Any, ...] = ()
+    if rec.kernel_text:
+        kernel = tuple(kernel_events.select(tracefs.parse(rec.kernel_text), calls, packets))
+    faults = {(c.fault.namespace, c.fault.code) for c in calls if c.fault is not None and c.fault.code is not None}
+    faults |= {(e.fault.namespace, e.fault.code) for e in linked(exception)
+               if e.fault is not None and e.fault.code is not None}
+    faults |= {("errno", c.reported) for c in calls if c.reported}
+    processes = _processes(rec.loader, calls, rec.pid)
+    notes += _process_notes(processes, calls)
+    info = CaptureInfo(rec.interface, None, len(packets), rec.seen, rec.dropped, rec.linktype)
+    return Trace(rec.client.title, rec.client.shown, packets, calls, exception, info, rec.started_ns,
+                 _exit_code(rec.returncode), tuple(notes), defines(faults), kernel, rec.kernel_off,
+                 tuple(processes), True, rec.python)
+
+
+def _exit_code(code: int | None) -> int | None:
+    return code
+
+
+def _exception(loader: Loader, pid: int, new_id: dict[int, int], notes: list[str]) -> ExceptionInfo | None:
+    """The exception that escaped the main process (a child's is told in the notes)."""
+    records = [r for r in loader.other if r.get("kind") == "exception"]
+    main = next((r for r in records if r.get("pid") == pid), None)
+    for r in records:
+        if r is not main:
+            notes.append(f"process {r.get('pid')} ended with an exception of its own: {str(r.get('type'))[:100]}")
+    try:
+        return exception_from(main, new_id)
+    except (BadItem, KeyError, TypeError, ValueError):
+        notes.append("the traced program's record of its exception was malformed and is left out")
+        return None
+
+
+def _processes(loader: Loader, calls: Sequence[Call], main: int) -> list[Process]:
+    """The traced processes (each told the probe it runs), and the children started that never did."""
+    out: dict[int, Process] = {}
+    for r in loader.other:
+        if r.get("kind") != "process":
+            continue
+        pid, parent = r.get("pid"), r.get("parent")
+        if not isinstance(pid, int) or pid in out:
+            continue
+        raw = r.get("argv")
+        argv = tuple(str(a)[:200] for a in raw[:32]) if isinstance(raw, list) else ()
+        how = "main" if pid == main else str(r.get("how", ""))[:20]
+        out[pid] = Process(pid, True, argv, parent if isinstance(parent, int) else 0, how)
+    for c in calls:
+        if c.op == "spawn" and isinstance(c.result, int) and c.result not in out:
+            spawned = c.args.get("argv")
+            shown = tuple(str(a)[:200] for a in spawned[:32]) if isinstance(spawned, list) else ()
+            out[c.result] = Process(c.result, False, shown, c.pid, "subprocess")
+    return sorted(out.values(), key=lambda p: (p.pid != main, p.pid))
+
+
+def _process_notes(processes: Sequence[Process], calls: Sequence[Call]) -> list[str]:
+    notes = []
+    traced = [p for p in processes if p.traced and p.how != "main"]
+    if traced:
+        notes.append(f"{len(traced)} child process{'es' if len(traced) > 1 else ''} traced as well: "
+                     + ", ".join(f"{p.pid} ({p.how})" for p in traced[:10]) + (" …" if len(traced) > 10 else ""))
+    for p in processes:
+        if not p.traced:
+            notes.append(f"child process {p.pid} (`{' '.join(p.argv)[:120]}`) was not traced: its socket calls are "
+                         "not recorded and its packets are left out")
+    for c in calls:
+        if c.op == "spawn" and c.fault is not None:
+            argv = c.args.get("argv")
+            shown = " ".join(map(str, argv)) if isinstance(argv, list) else str(argv)
+            notes.append(f"the program failed to start `{shown[:120]}`: {c.fault.line[:200]}")
+    return notes
+
+
+__all__ = ["Client", "build_trace", "select_packets"]

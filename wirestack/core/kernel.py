@@ -157,6 +157,17 @@ class _PacketIndex:
                 return ps[i]
         return None
 
+    def nearest(self, key: tuple[Addr, Addr, str], t: int, want: str, within: int = PACKET_NS) -> Packet | None:
+        """The packet of `key` with `want` among its flags closest in time to `t`, on either side: the reset
+        tracepoints fire before or after the RST is delivered depending on the path (an active reset from close()
+        is stamped after loopback has delivered it), and the sync markers carry their own error."""
+        ps, ts = self.by.get(key, []), self.times.get(key, [])
+        best: Packet | None = None
+        for i in range(bisect_left(ts, t - within), bisect_right(ts, t + within)):
+            if want in ps[i].flags and (best is None or abs(ps[i].time_ns - t) < abs(best.time_ns - t)):
+                best = ps[i]
+        return best
+
     def last_until(self, key: tuple[Addr, Addr, str], t: int, want: str = "", within: int = PACKET_NS) -> Packet | None:
         ps, ts = self.by.get(key, []), self.times.get(key, [])
         for i in range(bisect_right(ts, t + SLACK_NS) - 1, -1, -1):
@@ -313,9 +324,9 @@ def _packets_of(ev: KernelEvent, here: Addr, there: Addr, index: _PacketIndex) -
     hit: Packet | None = None
     t = ev.time_ns
     if ev.event == "tcp_send_reset":
-        hit = index.first_from((here, there, "TCP"), t, "R")
+        hit = index.nearest((here, there, "TCP"), t, "R")
     elif ev.event == "tcp_receive_reset":
-        hit = index.last_until((there, here, "TCP"), t, "R")
+        hit = index.nearest((there, here, "TCP"), t, "R")
     elif ev.event in ("tcp_retransmit_skb", "tcp_retransmit_synack"):
         hit = index.first_from((here, there, "TCP"), t)
     elif ev.event == "icmp_send":

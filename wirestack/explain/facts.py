@@ -251,8 +251,9 @@ class ReadTimeout(Fact):
     request: int | None  # the waiter's last data
     ack: int | None  # the other side's ACK of it
     silent_ns: int  # from that ACK (or the request) to the timeout
-    call: int
+    call: int | None  # the read that timed out (None: an event loop waited, no read was made)
     timeout_s: float | None = None
+    raised: str = ""  # the timeout exception, where no read call raised it (an event loop's wait_for)
 
     def claims(self) -> Iterator[Claim]:
         return _ends((self.request or 0, self.waiter.addr, "data"), (self.ack or 0, self.other.addr, "ACK"))

@@ -131,9 +131,11 @@ def _unanswered(f: F.Unanswered, w: Words) -> str:
         text += (f"; after {duration(f.waited_ns)} ({duration(f.after_last_ns)} after the last SYN) the client's "
                  f"own timeout ended the wait with {f.error or 'TimeoutError'}, which has no errno: the kernel had "
                  "not given up")
+    elif f.ended_by == "closed":
+        text += f"; after {duration(f.waited_ns)} the client closed its socket while it still waited"
     elif f.ended_by == "errno":
-        text += f"; the kernel gave up after {duration(f.waited_ns)}: connect() failed with {w.error(f.calls[0])}" \
-            if f.calls else f"; the kernel gave up after {duration(f.waited_ns)}"
+        text += f"; the kernel gave up after {duration(f.waited_ns)}: {w.op(f.calls[-1])} gave " \
+                f"{w.error(f.calls[-1])}" if f.calls else f"; the kernel gave up after {duration(f.waited_ns)}"
     else:
         text += "; the capture ended while it waited"
     return text
@@ -238,6 +240,10 @@ def _read_timeout(f: F.ReadTimeout, w: Words) -> str:
     if f.ack is not None:
         text += f", which the other side's kernel acknowledged (#{f.ack})"
     timeout = f" of {f.timeout_s:g} s" if f.timeout_s else ""
+    if f.call is None:
+        return text + (f"; then nothing came back for {duration(f.silent_ns)}, until it closed the connection: its "
+                       f"own timeout ({f.raised}, no errno) ended the wait, the request had arrived, the answer "
+                       "had not")
     return text + (f"; then nothing came back for {duration(f.silent_ns)}, and its own timeout{timeout} ended "
                    f"{w.op(f.call)} with {w.error(f.call)}: the request had arrived, the answer had not")
 

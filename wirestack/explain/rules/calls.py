@@ -96,7 +96,7 @@ def attempts(ctx: Context) -> Iterator[Fact]:
 def retries(ctx: Context) -> Iterator[Fact]:
     """Several failed attempts to one server from one thread, each after the one before had failed: a
     library's retries (urllib3's backoff, redis-py reconnecting)."""
-    failed_flows: dict[int, int] = {}  # connect call -> when its connection failed (refused/reset/EOF)
+    failed_flows: dict[int, tuple[int, str]] = {}  # connect call -> when and how its connection failed
     for conn in ctx.scene.connections:
         if not conn.client.traced or not conn.syns:
             continue
@@ -104,42 +104,43 @@ def retries(ctx: Context) -> Iterator[Fact]:
         if call is None or call.op not in CONNECTS:
             continue
         if conn.outcome == "refused" and conn.refusal is not None:
-            failed_flows[call.id] = conn.refusal.time_ns
+            failed_flows[call.id] = (conn.refusal.time_ns, "refused (RST)")
         elif conn.b.rst is not None and conn.a.rst is None:
-            failed_flows[call.id] = conn.b.rst.time_ns
+            failed_flows[call.id] = (conn.b.rst.time_ns, "reset by the server")
         elif conn.a.after_peer_fin is not None:  # it wrote into a connection the server had closed
-            failed_flows[call.id] = conn.a.after_peer_fin.time_ns
+            failed_flows[call.id] = (conn.a.after_peer_fin.time_ns, "written to after the server closed")
         elif conn.b.fin is not None and (conn.a.fin is None or conn.b.fin.time_ns < conn.a.fin.time_ns) \
                 and not conn.b.data:
-            failed_flows[call.id] = conn.b.fin.time_ns
+            failed_flows[call.id] = (conn.b.fin.time_ns, "closed by the server")
     by: dict[tuple[int, str, tuple[str, int]], list[Call]] = defaultdict(list)
     for c in ctx.trace.calls:
         if c.op in CONNECTS and c.remote is not None:
             by[(c.pid, c.thread, c.remote)].append(c)
     for (_, _, remote), group in by.items():
-        run: list[tuple[Call, int]] = []
+        run: list[tuple[Call, int, str]] = []
         for c in group:
-            failed_at = c.end_ns if (c.failed and c.fault is not None and c.fault.namespace in (ERRNO, TIMEOUT)
-                                     and c.errno not in WAITS) else failed_flows.get(c.id)
+            failed: tuple[int, str] | None = (c.end_ns, _outcome(c)) if (
+                c.failed and c.fault is not None and c.fault.namespace in (ERRNO, TIMEOUT) and c.errno not in WAITS
+            ) else failed_flows.get(c.id)
             if run and c.start_ns < run[-1][1]:
                 run = []  # the next attempt began before the last one had failed: not a retry
-            if failed_at is None:
+            if failed is None:
                 if len(run) >= 1:
-                    run.append((c, c.end_ns))
-                    yield _retries(run, remote, last_ok=True)
+                    run.append((c, c.end_ns, "connected"))
+                    yield _retries(run, remote)
                 run = []
                 continue
-            run.append((c, failed_at))
+            run.append((c, *failed))
         if len(run) >= 2:
-            yield _retries(run, remote, last_ok=False)
+            yield _retries(run, remote)
 
 
-def _retries(run: list[tuple[Call, int]], remote: tuple[str, int], last_ok: bool) -> Retries:
+def _retries(run: list[tuple[Call, int, str]], remote: tuple[str, int]) -> Retries:
+    """`run`: (call, when its attempt failed, how: an errno the call returned, or what the wire showed)."""
     first = run[0][0].start_ns
-    attempts = tuple((c.id, c.start_ns - first, "connected" if last_ok and i == len(run) - 1 else _outcome(c)
-                      if c.failed else "failed after connecting") for i, (c, _) in enumerate(run))
-    gaps = tuple(b.start_ns - failed for (_, failed), (b, _) in zip(run, run[1:], strict=False))
-    modules = {library_module(c.frames) for c, _ in run}
+    attempts = tuple((c.id, c.start_ns - first, how) for c, _, how in run)
+    gaps = tuple(b.start_ns - failed for (_, failed, _), (b, _, _) in zip(run, run[1:], strict=False))
+    modules = {library_module(c.frames) for c, _, _ in run}
     module = modules.pop() if len(modules) == 1 else ""
-    return Retries(server=remote, attempts=attempts, gaps_ns=gaps, module=module, calls=tuple(c.id for c, _ in run),
-                   time_ns=first)
+    return Retries(server=remote, attempts=attempts, gaps_ns=gaps, module=module,
+                   calls=tuple(c.id for c, _, _ in run), time_ns=first)

@@ -97,13 +97,38 @@ def _handshake(ctx: Context, c: Connection) -> Iterator[Fact]:
                           listener_traced=listening, packets=(syn.id, synack.id),
                           calls=calls + ((accept.id,) if accept else ()), **base)
     elif c.outcome == "unanswered":
-        end = connect.end_ns if connect is not None and connect.failed else c.last_packet.time_ns
-        how = ("timeout" if connect is not None and connect.fault is not None and connect.fault.namespace == TIMEOUT
-               else "errno" if connect is not None and connect.errno is not None else "capture")
+        how, error, end, ender = _wait_ended(ctx, c, connect)
         waits = tuple(b.time_ns - a.time_ns for a, b in zip(syns, syns[1:], strict=False))
         yield Unanswered(client=c.client, server=c.server, copies=len(syns), waits_ns=waits, ended_by=how,
-                         error=_err(connect), waited_ns=max(0, end - syns[0].time_ns),
-                         after_last_ns=max(0, end - syns[-1].time_ns), packets=ids, calls=calls, **base)
+                         error=error, waited_ns=max(0, end - syns[0].time_ns),
+                         after_last_ns=max(0, end - syns[-1].time_ns), packets=ids,
+                         calls=calls + ((ender.id,) if ender is not None and ender is not connect else ()), **base)
+
+
+def _wait_ended(ctx: Context, c: Connection, connect: Call | None) -> tuple[str, str, int, Call | None]:
+    """What ended the wait for an answer to the SYN: ("timeout", the program's own, with the exception it
+    raised), ("errno", the kernel gave up: ETIMEDOUT...), ("closed", the program closed the socket), or
+    ("capture", the run ended first); with the error, the time, and the call that ended it."""
+    last = c.syns[-1].time_ns
+    if connect is not None and connect.fault is not None and not _waiting(connect):
+        f = connect.fault
+        return ("timeout" if f.namespace == TIMEOUT else "errno" if f.errno is not None else "capture"), \
+            _err(connect), connect.end_ns, connect
+    # a non-blocking connect (asyncio, a socket with a timeout of 0): the errno, if any, comes through SO_ERROR
+    for x in ctx.calls_of(c.client):
+        if x.op == "getsockopt" and x.reported and x.start_ns >= last:
+            import errno
+
+            return "errno", errno.errorcode.get(x.reported, str(x.reported)), x.start_ns, x
+    close = next((x for x in ctx.calls_of(c.client) if x.op == "close" and x.start_ns >= last), None)
+    timeout = next((e for e in ctx.linked_exceptions if e.fault is not None and e.fault.namespace == TIMEOUT), None)
+    if close is not None:
+        return ("timeout" if timeout is not None else "closed"), timeout.type if timeout else "", close.start_ns, close
+    return "capture", "", c.last_packet.time_ns, None
+
+
+def _waiting(call: Call) -> bool:
+    return call.errno in (11, 114, 115)
 
 
 def _reported(call: Call | None) -> str:
@@ -289,3 +314,17 @@ def _read_timeout(ctx: Context, c: Connection, s: str) -> Iterator[Fact]:
                           packets=tuple(p.id for p in (request, ack) if p is not None), calls=(call.id,), flow=c.id,
                           sockets=end.sockets, time_ns=since)
         return
+    # An event loop waits without a read call (asyncio's wait_for around a read): a timeout exception escaped,
+    # the waiter's last data was acknowledged, nothing came back, and the waiter then closed.
+    timeout_exc = next((e for e in ctx.linked_exceptions if e.fault is not None and e.fault.namespace == TIMEOUT
+                        and e.call is None), None)
+    waiter = c.side(s)
+    if timeout_exc is None or not waiter.data or c.side(other).data or waiter.fin is None:
+        return
+    request = waiter.data[-1]
+    ack = first_ack(c, s, request)
+    if ack is None or ack.time_ns > waiter.fin.time_ns:
+        return
+    yield ReadTimeout(waiter=end, other=c.end(other), request=request.id, ack=ack.id,
+                      silent_ns=waiter.fin.time_ns - ack.time_ns, call=None, raised=timeout_exc.type,
+                      packets=(request.id, ack.id, waiter.fin.id), flow=c.id, sockets=end.sockets, time_ns=ack.time_ns)

@@ -19,7 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import tomllib
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # 3.10: pytest's own dependency, the library tomllib was made from
+    import tomli as tomllib
 from builders import CLIENT, SERVER, tcp
 from conftest import ROOT
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import pyversion
 from conftest import errno, fact_texts, run_json, wirestack
 
 pytestmark = pytest.mark.capture
@@ -39,7 +40,8 @@ def test_seed_yields_one_syn_to_464_and_one_rst_ack_paired_with_all_frames(workd
     assert names == [("<wirestack smtp>", "<module>"), ("smtplib.py", "__init__"), ("smtplib.py", "connect"),
                      ("smtplib.py", "_get_socket"), ("socket.py", "create_connection"),
                      ("socket.py", "create_connection")]
-    assert [f["code"] for f in exc["frames"][-2:]] == ["raise exceptions[0]", "sock.connect(sa)"]
+    assert [(f["code"], f["line"]) for f in exc["frames"][-2:]] == [(pyversion.RAISE_CODE, pyversion.RAISE),
+                                                                     ("sock.connect(sa)", pyversion.CONNECT)]
     ids = [syn["id"], rst["id"]]
     assert all(f["packets"] == ids for f in exc["frames"])
 
@@ -72,8 +74,8 @@ def test_pcapng_reads_back_in_tshark_with_comments_and_no_false_retransmission(w
     assert len(rows) == 2
     assert "S" in rows[0][0] and rows[0][1] == "464" and "R" in rows[1][0]
     for row in rows:
-        assert "connect() → ECONNREFUSED (111) at socket.py:836 create_connection ← smtplib.py:312 _get_socket" \
-            in row[2]
+        assert (f"connect() → ECONNREFUSED (111) at socket.py:{pyversion.CONNECT} create_connection ← "
+                f"smtplib.py:{pyversion.GET_SOCKET} _get_socket") in row[2]
         assert row[3] == ""  # no "[TCP Retransmission]" from loopback duplicates
     filtered = subprocess.run([TSHARK, "-r", str(pcap), "-Y", 'frame.comment contains "smtplib"'],
                               capture_output=True, text=True, check=True)

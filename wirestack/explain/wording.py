@@ -491,6 +491,13 @@ def _states(f: F.States, w: Words) -> str:
 def _note(f: F.Note, w: Words) -> str:
     if f.what == "run.no_calls":
         return "the probe saw no socket call and the capture no packet: there is nothing on the wire to line up"
+    if f.what == "run.unseen":
+        return (f"the capture saw {f.count:,} packets on {f.detail} while the program ran; without the kernel layer "
+                "(root, no --no-kernel) wirestack cannot tell which are the program's, since the probe did not "
+                "see the calls that made them")
+    if f.what == "run.unseen_kernel":
+        return (f"the capture saw {f.count:,} packets on {f.detail} while the program ran; the kernel layer showed "
+                "no TCP connection opened by the program's threads, and the probe did not see the calls")
     if f.what == "capture.empty":
         return f"no packet of the traced program's flows was captured on {f.detail}"
     if f.what == "capture.dropped":

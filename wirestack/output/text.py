@@ -25,6 +25,7 @@ from ..core.chains import chain
 from ..core.errnos import key
 from ..core.layers import KERNEL, layer_of
 from ..core.pairing import RECVS
+from ..core.unseen import unseen_notes
 from ..explain.facts import AppExchange, kind_of
 from ..explain.rules.calls import is_wait
 from ..explain.wording import QUIET, Words, addr, duration, endpoint, sentence
@@ -553,10 +554,13 @@ def renderable(report: Report, show_all: bool = False) -> RenderableType:
             parts.pop()
         return Group(*parts)
     head = t.client.strip().splitlines()[-1] if t.client.strip() else ""
+    unseen = unseen_notes(t.notes)  # calls the probe could not see: its flows are only those attributed
     parts += [
         Text.assemble((f"wirestack {clean(t.title)}", "bold"), ": ", T(head)),
-        T(f"captured on {cap.interface}: {cap.packets:,} packets of the program's flows ({cap.seen:,} seen, "
+        T(f"captured on {cap.interface}: {cap.packets:,} packets "
+          f"{'attributed to the program' if unseen else 'of the program' + chr(39) + 's flows'} ({cap.seen:,} seen, "
           f"{cap.dropped:,} dropped by the kernel)", "dim"),
+        *(T(n, "dim") for n in unseen),
     ]
     if t.kernel_off:
         parts.append(T(t.kernel_off, "dim"))
@@ -580,7 +584,8 @@ def renderable(report: Report, show_all: bool = False) -> RenderableType:
         if part is not None:
             parts += [Text(""), part]
     for note in t.notes:
-        parts.append(T(f"note: {note}", "dim"))
+        if note not in unseen:
+            parts.append(T(f"note: {note}", "dim"))
     return Group(*parts)
 
 

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..core import kernel as kernel_events
+from ..core import unseen
 from ..core.chains import linked
 from ..core.dissect import dissect
 from ..core.pairing import traced_packets
@@ -39,10 +40,14 @@ def build_trace(rec: Recording) -> Trace:
     calls, new_id = rec.loader.calls()
     notes = list(rec.notes)
     exception = _exception(rec.loader, rec.pid, new_id, notes)
+    notes += _probe_notes(rec.loader)
     packets = select_packets(calls, rec.frames, rec.linktype)
     kernel: tuple[Any, ...] = ()
     if rec.kernel_text:
-        kernel = tuple(kernel_events.select(tracefs.parse(rec.kernel_text), calls, packets))
+        events = tracefs.parse(rec.kernel_text)
+        if unseen.unseen_notes(notes):  # calls the probe could not see: their flows as the kernel tells them
+            packets = _with_kernel_flows(calls, rec, events, packets)
+        kernel = tuple(kernel_events.select(events, calls, packets))
     faults = {(c.fault.namespace, c.fault.code) for c in calls if c.fault is not None and c.fault.code is not None}
     faults |= {(e.fault.namespace, e.fault.code) for e in linked(exception)
                if e.fault is not None and e.fault.code is not None}
@@ -53,6 +58,35 @@ def build_trace(rec: Recording) -> Trace:
     return Trace(rec.client.title, rec.client.shown, packets, calls, exception, info, rec.started_ns,
                  _exit_code(rec.returncode), tuple(notes), defines(faults), kernel, rec.kernel_off,
                  tuple(processes), True, rec.python)
+
+
+def _probe_notes(loader: Loader) -> list[str]:
+    """What the traced processes' probes noted (a runtime whose calls they cannot see), each once."""
+    out: list[str] = []
+    for r in loader.other:
+        text = r.get("text")
+        if r.get("kind") == "note" and isinstance(text, str) and text[:300] not in out and len(out) < 16:
+            out.append(text[:300])
+    return out
+
+
+def _with_kernel_flows(calls: Sequence[Call], rec: Recording, events: Sequence[Any],
+                       packets: tuple[Packet, ...]) -> tuple[Packet, ...]:
+    """The packets kept, and those of the flows the kernel shows the traced processes' threads open (for calls the
+    probe could not see), renumbered in capture order (`packets` itself when there are none)."""
+    tids = {p for p in (rec.pid, *(r.get("pid") for r in rec.loader.other if r.get("kind") == "process"))
+            if isinstance(p, int)} | {c.tid for c in calls}
+    flows, listening, opening = unseen.kernel_flows(events, tids)
+    if not flows and not listening and not opening:
+        return packets
+    decoded = [dissect(i + 1, t, d, rec.linktype, n)
+               for i, (t, n, d) in enumerate(zip(rec.frames.times, rec.frames.lengths, rec.frames.data, strict=True))]
+    extra = {p.id for p in unseen.of_flows(decoded, flows, listening, opening)}
+    kept = {(p.time_ns, p.raw) for p in packets}
+    chosen = [p for p in decoded if p.id in extra or (p.time_ns, p.raw) in kept]
+    if len(chosen) == len(packets):
+        return packets
+    return tuple(renumber(p, n) for n, p in enumerate(chosen, 1))
 
 
 def _exit_code(code: int | None) -> int | None:

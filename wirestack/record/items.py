@@ -18,7 +18,8 @@ Calls:
 
 Stacks are tuples of (frame instance, code id, line), outermost first. Everything else is a dict with a "kind":
 {"kind": "exception", ...}, {"kind": "note", "text"}, {"kind": "error", "text"} (the program could not start),
-{"kind": "process", "pid", "parent", "how", "argv"}.
+{"kind": "process", "pid", "parent", "how", "argv"}. A note whose text starts with UNSEEN_PREFIX names calls the
+probe cannot see (a runtime whose sockets live in C, such as uvloop's libuv); it has a "runtime" too.
 """
 
 CODE = ("kind", "code", "file", "function")
@@ -34,3 +35,4 @@ LAYOUTS = {"code": CODE, "line": LINE, "socket": SOCKET, "local": LOCAL, "call":
 DESCRIPTIONS = ("code", "line", "socket", "local")  # item kinds that describe, for every later item
 
 MAX_MESSAGE = 1 << 16  # bytes in one message of marshalled items (a batch is split to fit)
+UNSEEN_PREFIX = "not seen by the probe: "  # a note naming calls the probe cannot record (see above)

@@ -44,8 +44,13 @@ from typing import Any
 from . import items as _items
 
 try:  # the optional C twin (setup.py builds it where a compiler is); in a traced program, handed over by
-    from . import _fastpath  # runner.BOOT when the program runs on the interpreter it was built for
-except ImportError:
+    # runner.Hook when the program runs on the interpreter it was built for. Never on a free-threaded build
+    # running without the GIL: its tables rely on the GIL (importing it there would turn the GIL back on, with a
+    # RuntimeWarning that -W error makes an exception): the pure-Python probe runs there.
+    if not getattr(sys, "_is_gil_enabled", lambda: True)():
+        raise ImportError("free-threaded build: the probe runs in pure Python")
+    from . import _fastpath
+except Exception:  # ImportError, or a warning turned into an error
     _fastpath = None  # type: ignore[assignment]
 
 _time_ns = time.time_ns
@@ -126,6 +131,7 @@ class Probe:
         self._hidden_tags: set[int] = set()  # the runner's own frames (wirestack's bootstrap)
         self._lock = threading.Lock()
         self._saved: list[tuple[Any, str, Any]] = []
+        self._unseen: set[str] = set()  # runtimes already named in a note
         self.pid = os.getpid()
         self._flushed = _time_ns()
         self.frameless = _fastpath is not None and not os.environ.get("WIRESTACK_PURE_PROBE")
@@ -345,7 +351,10 @@ class Probe:
                      "bind", "listen", "_real_close", "__init__"):
             self._patch(cls, name, getattr(self, "_w_" + name.strip("_"))(getattr(cls, name)))
         self._patch(socket, "getaddrinfo", self._w_getaddrinfo(socket.getaddrinfo))
-        self._finders = [_when_imported("ssl", self._patch_ssl), _when_imported("subprocess", self._patch_subprocess)]
+        self._finders = [_when_imported("ssl", self._patch_ssl), _when_imported("subprocess", self._patch_subprocess),
+                         _when_imported("gevent._socket3", self._patch_gevent),
+                         _when_imported("gevent._socketcommon", self._patch_gevent_resolver),
+                         *(_when_imported(name, self._unseen_runtime) for name in UNSEEN_RUNTIMES)]
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=self.after_fork)
         self._patch(os, "_exit", self._w_exit(os._exit))
@@ -594,12 +603,14 @@ class Probe:
 
         return _named(chooser, orig, op)
 
-    def _w_accept(self, orig: Callable[..., Any]) -> Callable[..., Any]:
+    def _w_accept(self, orig: Callable[..., Any], raw: Callable[[Any], Any] = lambda s: s) -> Callable[..., Any]:
+        """`raw`: the `_socket.socket` inside a socket object of another library (gevent's `_sock`)."""
         probe = self
 
         def done(depth: int) -> Done:
             def done(r: Any, a: tuple[Any, ...], kw: dict[str, Any] | None, start: int, end: int) -> None:
                 conn, addr = r
+                conn, a = raw(conn), (raw(a[0]), *a[1:])
                 try:
                     local = _ORIG_GETSOCKNAME(conn)
                 except OSError:
@@ -613,8 +624,9 @@ class Probe:
         def failed(depth: int) -> Failed:
             def failed(exc: BaseException, a: tuple[Any, ...], kw: dict[str, Any] | None, start: int,
                        end: int) -> None:
-                probe.record("accept", a[0], start, end, _getframe(depth), exc=exc,
-                             args={"listener": probe.serial(a[0]), "timeout": _timeout(a[0])})
+                sock = raw(a[0])
+                probe.record("accept", sock, start, end, _getframe(depth), exc=exc,
+                             args={"listener": probe.serial(sock), "timeout": _timeout(sock)})
 
             return failed
 
@@ -650,7 +662,8 @@ class Probe:
 
         def done(depth: int) -> Done:
             def done(r: Any, a: tuple[Any, ...], kw: dict[str, Any] | None, start: int, end: int) -> None:
-                if len(a) < 5 and not (kw or {}).get("fileno"):  # accept() and fromfd() make sockets too
+                fileno = a[4] if len(a) > 4 else (kw or {}).get("fileno")
+                if fileno is None:  # accept() and fromfd() make socket objects too, for sockets that exist
                     sock = a[0]
                     probe.record("socket", sock, start, end, _getframe(depth), args={"proto": sock.proto},
                                  result=_ORIG_FILENO(sock))
@@ -746,6 +759,60 @@ class Probe:
             probe.record("spawn", None, start, _time_ns(), _getframe(1), args={"argv": argv}, result=popen.pid)
 
         self._patch(subprocess.Popen, "__init__", __init__)
+
+    # -- runtimes with sockets of their own ------------------------------------------------------------------
+
+    def _patch_gevent(self, module: Any) -> None:
+        """gevent's socket class is Python, and every syscall it makes goes through the `_socket.socket` it holds
+        (`_sock`, of gevent's own subclass `_wrefsocket`): wrapping that subclass's methods records each call as
+        for the standard socket (gevent's non-blocking connect: connect_ex → EINPROGRESS, then SO_ERROR). Its
+        `accept` hands out gevent sockets: wrapped at gevent's level, the new connection named by its `_sock`."""
+        inner = getattr(module, "_wrefsocket", None)
+        outer = getattr(module, "socket", None)
+        if not isinstance(inner, type) or not issubclass(inner, _socket.socket) or not isinstance(outer, type):
+            self._pending.append({"kind": "note", "text": UNSEEN_PREFIX + "gevent's sockets (a gevent version "
+                                  "whose socket class the probe does not know): their calls are not recorded"})
+            return
+        base = _socket.socket
+        for name in ("connect", "connect_ex", "send", "sendall", "sendto", "sendmsg", "recv", "recv_into",
+                     "recvfrom", "recvfrom_into", "recvmsg", "shutdown", "getsockopt", "setsockopt", "bind",
+                     "listen"):
+            if hasattr(base, name):
+                self._patch(inner, name, getattr(self, "_w_" + name)(getattr(base, name)))
+        self._patch(inner, "close", self._w_real_close(base.close))
+        self._patch(inner, "__init__", self._w_init(base.__init__))
+        if callable(outer.__dict__.get("accept")):
+            self._patch(outer, "accept", self._w_accept(outer.accept, raw=_gevent_raw))
+
+    def _patch_gevent_resolver(self, module: Any) -> None:
+        """gevent's getaddrinfo (what `monkey.patch_all()` puts in socket) resolves in its hub's resolver, not
+        through socket.getaddrinfo: wrapped where gevent defines it, before gevent.socket copies it."""
+        orig = getattr(module, "getaddrinfo", None)
+        if callable(orig):
+            self._patch(module, "getaddrinfo", self._w_getaddrinfo(orig))
+
+    def _unseen_runtime(self, module: Any) -> None:
+        """A runtime whose sockets live in C where no wrapper reaches (uvloop: libuv): say so, once."""
+        name = getattr(module, "__name__", "?")
+        text = UNSEEN_RUNTIMES.get(name)
+        if text and name not in self._unseen:
+            self._unseen.add(name)
+            self._pending.append({"kind": "note", "text": UNSEEN_PREFIX + text, "runtime": name})
+            self.flush()
+
+
+def _gevent_raw(sock: Any) -> Any:
+    raw = getattr(sock, "_sock", None)
+    return raw if isinstance(raw, _socket.socket) else sock
+
+
+UNSEEN_PREFIX = _items.UNSEEN_PREFIX
+UNSEEN_RUNTIMES = {  # module -> which calls the probe cannot see (shown in the report as one line)
+    "uvloop": "uvloop runs the event loop's sockets in libuv (C): their connect, send, recv, accept and close "
+              "are not recorded (sockets the program makes itself with socket.socket still are)",
+    "eventlet": "eventlet's green sockets are built on a copy of the socket module that the probe did not wrap: "
+                "calls through them may be missing",
+}
 
 
 def _python_shim(orig: Callable[..., Any], done: Done, failed: Failed) -> Callable[..., Any]:

@@ -168,7 +168,9 @@ def python_info(python: str, user: tuple[int, int] | None = None) -> PythonInfo:
         version, suffix, free = json.loads(done.stdout)
         return PythonInfo((int(version[0]), int(version[1]), int(version[2])), str(suffix), bool(free))
     except (OSError, ValueError, TypeError, IndexError, subprocess.TimeoutExpired):
-        raise ProgramError(f"{python} is not a Python interpreter wirestack can ask its version") from None
+        raise ProgramError(f"{python} is not a Python interpreter wirestack can ask its version; wirestack's probe "
+                           f"runs in Python {MIN_PYTHON[0]}.{MIN_PYTHON[1]} to 3.13: choose another with --python"
+                           ) from None
 
 
 class Hook:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 from ...core.chains import chain, linked
 from ...core.layers import is_transport
+from ...core.unseen import unseen_notes
 from ...model import ERRNO, Addr, Call, ExceptionInfo
 from ..context import Context, frame_label, module
 from ..facts import Built, Fact, Group, Layers, NotFromSocket, Origin
@@ -60,6 +61,8 @@ def _explain(ctx: Context, exc: ExceptionInfo) -> Iterator[Fact]:
         if fact is not None:
             yield fact
             return
+        if unseen_notes(ctx.trace.notes):
+            return  # an errno from calls the probe could not see (uvloop's): not "raised by Python code"
     yield _python(ctx, exc)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator
 
+from ...core.unseen import unseen_notes
 from ..context import Context
 from ..facts import Fact, Note
 from . import rule
@@ -13,7 +14,11 @@ from . import rule
 @rule
 def run(ctx: Context) -> Iterator[Fact]:
     t = ctx.trace
-    if t.traced and not t.calls and not t.packets:
+    if t.traced and not t.packets and unseen_notes(t.notes) and t.capture.seen:
+        # the probe could not see some calls (uvloop): the capture's traffic may well be the program's
+        yield Note(what="run.unseen" if t.kernel_off else "run.unseen_kernel", detail=t.capture.interface,
+                   count=t.capture.seen)
+    elif t.traced and not t.calls and not t.packets:
         yield Note(what="run.no_calls")
     elif t.traced and t.calls and not t.packets:
         yield Note(what="capture.empty", detail=t.capture.interface)

@@ -315,30 +315,42 @@ def _frame_rows(report: Report, frames: Sequence[Frame], prefix: str = "", tags:
 
 def _exception_line(e: ExceptionInfo, prefix: str = "") -> Text:
     text = f"{e.type}: {e.message}" if e.message else e.type
-    if e.group:
-        text += f" ({len(e.group)} sub-exception{'s' if len(e.group) != 1 else ''})"
+    count = f"({len(e.group)} sub-exception{'s' if len(e.group) != 1 else ''})"
+    if e.group and not e.message.endswith(count):  # a group's str() says it already, as Python prints it
+        text += f" {count}"
     return T(prefix + text, "bold red")
 
 
 def _exception_block(report: Report, exc: ExceptionInfo, origin: Call | None, prefix: str = "",
                      depth: int = 0) -> list[RenderableType]:
-    """One exception as Python prints it (its chain first); an ExceptionGroup with its members, indented."""
+    """One exception as Python prints it (its chain first); an ExceptionGroup with its members, indented with
+    Python's margins (traceback.TracebackException.format): `prefix` is the margin of the group member this is
+    ("    | "), "" at the top."""
     rows: list[RenderableType] = []
     exceptions = chain(exc)
+    blank = T(prefix) if prefix else Text("")
     for i, e in enumerate(exceptions):
         if i:
-            rows += [Text(""), T(prefix + (_CAUSE if e.cause is exceptions[i - 1] else _CONTEXT)), Text("")]
+            rows += [blank, T(prefix + (_CAUSE if e.cause is exceptions[i - 1] else _CONTEXT)), blank]
         if e.group and depth < 4:
-            rows.append(T(f"{prefix}  + Exception Group Traceback (most recent call last):"))
-            rows += _frame_rows(report, e.frames, prefix + "  |")
-            rows.append(_exception_line(e, prefix + "  | "))
+            margin = prefix or "  | "  # a group's own lines: at the top, Python indents them one level
+            indent = margin[:-2]
+            if e.frames:
+                rows.append(T(f"{indent}+ Exception Group Traceback (most recent call last):" if not prefix else
+                              f"{margin}Exception Group Traceback (most recent call last):"))
+            rows += _frame_rows(report, e.frames, margin)
+            rows.append(_exception_line(e, margin))
             for n, member in enumerate(e.group[:15], 1):
                 head = "+-+" if n == 1 else "  +"
-                rows.append(T(f"{prefix}  {head}---------------- {n} ----------------"))
-                rows += _exception_block(report, member, origin, prefix + "    |", depth + 1)
-            rows.append(T(f"{prefix}    +------------------------------------"))
+                rows.append(T(f"{indent}{head}---------------- {n} ----------------"))
+                rows += _exception_block(report, member, origin, indent + "  | ", depth + 1)
+            if len(e.group) > 15:
+                rows += [T(f"{indent}  +---------------- ... ----------------"),
+                         T(f"{indent}  | and {len(e.group) - 15} more exceptions")]
+            rows.append(T(f"{indent}  +------------------------------------"))
             continue
-        rows.append(T(f"{prefix}Traceback (most recent call last):"))
+        if e.frames or not prefix:  # a member that was never raised has no traceback, and Python shows none
+            rows.append(T(f"{prefix}Traceback (most recent call last):"))
         rows += _frame_rows(report, e.frames, prefix)
         calls = {c.id: c for c in report.trace.calls}
         if e.call is not None and e.call in calls:

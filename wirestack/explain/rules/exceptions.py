@@ -146,6 +146,7 @@ def _built(ctx: Context, top: ExceptionInfo, made: ExceptionInfo) -> Built | Non
               and _same_host(c.remote[0], address[0])]
         if not on:
             on = [c for c in reads if any(x.socket == c.socket and x.remote is not None and x.remote[1] == address[1]
+                                          and _same_host(x.remote[0], address[0])
                                           for x in ctx.by_socket.get(c.socket, ()))]
         reads = on
     else:

@@ -59,12 +59,21 @@ def _output_options(p: argparse.ArgumentParser) -> None:
     ns.add_argument("--netns", action="store_true", help="run in a private user + network namespace (no sudo "
                     "needed; also as root, for a capture with no other traffic)")
     ns.add_argument("--no-netns", action="store_true", help="never fall back to a private namespace")
+    _capture_option(p)
     p.add_argument("--all", action="store_true", help="show every failed call and packet, even in a large run")
     p.add_argument("--max-packets", type=_positive, default=None, metavar="N",
                    help="keep at most N frames (default 5,000,000), like tcpdump -c")
     p.add_argument("-s", "--snaplen", type=_positive, default=None, metavar="BYTES",
                    help="keep at most BYTES of each frame (default 262144), like tcpdump -s")
     _picture_options(p)
+
+
+def _capture_option(p: argparse.ArgumentParser) -> None:
+    from .record.source import WANTS
+
+    p.add_argument("--capture", choices=WANTS, default="auto", help="how to capture: a raw socket (root or "
+                   "CAP_NET_RAW), Wireshark's dumpcap (a member of its group), or a private namespace (netns, "
+                   "no sudo); default: the first of these this user may use")
 
 
 def _picture_options(p: argparse.ArgumentParser) -> None:
@@ -94,6 +103,9 @@ def _parser() -> argparse.ArgumentParser:
                      "wirestack's own)")
     run.add_argument("--duration", "--timeout", dest="timeout", type=float, default=None, metavar="SECONDS",
                      help="stop the program after this many seconds (SIGINT, then SIGTERM, then SIGKILL)")
+    from .commands.shell import add_parser as add_shell
+
+    add_shell(sub, _capture_option)
     read = sub.add_parser("read", help="the report of a capture file: wirestack's own, or any pcap/pcapng",
                           description="Render the report stored in a wirestack pcapng (the same text and JSON as "
                           "the live run; no root, nothing re-run), or what the wire alone shows for any other "
@@ -123,7 +135,7 @@ def _parser() -> argparse.ArgumentParser:
 # run's options that take a value
 _VALUED = {"-i", "--interface", "-w", "--write", "--json", "--width", "--python", "--timeout", "--duration", "-s",
            "--snaplen",
-           "--max-packets", "--svg", "--html"}
+           "--max-packets", "--svg", "--html", "--capture"}
 
 
 def split_run_argv(argv: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -171,15 +183,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _read(args)
     if args.command == "wireshark":
         return _wireshark(args)
-    from .record.netns import NamespaceError, can_capture, inside, loopback_up, run_inside
+    from .record.netns import NamespaceError, inside, loopback_up, run_inside
+    from .record.source import needs_namespace
 
     try:  # capturing commands: without the privilege, in a private namespace of our own
         if inside():
             loopback_up()
-        elif args.netns or (not args.no_netns and not can_capture()):
+        elif args.netns or (not args.no_netns and needs_namespace(args.capture)):
             return run_inside(original)
     except NamespaceError as exc:
         return _fail(str(exc))
+    if args.command == "shell":
+        from .commands.shell import main as shell
+
+        return shell(args)
     if args.command == "run":
         return _run_program(args, program)
     return _run_scenario(args)
@@ -187,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _limits(args: argparse.Namespace) -> dict[str, Any]:
     """The capture options every run shares (kernel layer, frame cap, snap length)."""
-    out: dict[str, Any] = {"kernel": not args.no_kernel}
+    out: dict[str, Any] = {"kernel": not args.no_kernel, "source": args.capture}
     out.update({k: v for k, v in (("max_packets", args.max_packets), ("snaplen", args.snaplen)) if v})
     return out
 
@@ -293,6 +310,10 @@ def _execute(args: argparse.Namespace, runner: Callable[[], Any], name: str, *, 
               file=sys.stderr)
     except Stop as exc:  # before the client ran (while the peer started), or while the peer was stopped
         return _fail("interrupted before the client ran", 128 + exc.signum)
+    from .record.source import capture_note
+
+    if capture_note():  # which capture backend ran, unless the usual raw socket (see record.source)
+        recording.notes.insert(0, str(capture_note()))
     if program and not code and recording.returncode is not None:
         code = recording.returncode if recording.returncode >= 0 else 128 - recording.returncode
 

@@ -31,8 +31,9 @@ from typing import Any
 
 from . import items as layout
 from . import tracefs
-from .capture import MAX_PACKETS, SNAPLEN, Capture, Frames
+from .capture import MAX_PACKETS, SNAPLEN, Frames
 from .loader import Loader
+from .source import FrameSource, choose_source
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 PROBE_MODULES = ("items", "probe", "bootstrap")
@@ -299,7 +300,7 @@ class Reader(threading.Thread):
 
 def run_traced(client: Client, interface: str = "lo", timeout: float | None = 120.0,
                on_frame: OnFrame | None = None, user: tuple[int, int] | None = None, kernel: bool = True,
-               snaplen: int = SNAPLEN, max_packets: int = MAX_PACKETS) -> Recording:
+               snaplen: int = SNAPLEN, max_packets: int = MAX_PACKETS, source: str = "auto") -> Recording:
     """Capture on `interface` while `client` runs under the probe; return everything recorded.
     `on_frame(time_ns, raw)` is called for each frame as it is captured (live progress; all traffic on the
     interface, so filter before showing). `user` (uid, gid): run the client as that user. Raises
@@ -310,7 +311,7 @@ def run_traced(client: Client, interface: str = "lo", timeout: float | None = 12
         raise ProgramError(f"{client.python} is Python {shown}; wirestack's probe runs in Python "
                            f"{MIN_PYTHON[0]}.{MIN_PYTHON[1]} to 3.13: choose another with --python")
     defer_signals()  # setting up: an interruption now is acted on once the client has started
-    capture = Capture(interface, snaplen, max_packets).open()
+    capture = choose_source(interface, source, snaplen, max_packets).open()  # source: see record.source.WANTS
     recorder, kernel_off = None, "kernel layer off: --no-kernel"
     if kernel:
         try:
@@ -425,7 +426,7 @@ def _user_env(uid: int) -> dict[str, str]:
     return env
 
 
-def _pump(capture: Capture, child: subprocess.Popen[bytes], timeout: float | None,
+def _pump(capture: FrameSource, child: subprocess.Popen[bytes], timeout: float | None,
           on_frame: OnFrame | None = None) -> bool:
     """Capture while the child runs; True if it had to be stopped at the deadline."""
     deadline = None if timeout is None else time.monotonic() + timeout

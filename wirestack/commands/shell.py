@@ -254,6 +254,7 @@ class Shell:
         self.child: subprocess.Popen[bytes] | None = None
         self.stop_signal = 0
         self.frameless = True
+        self._kernel = ""
 
     def _limits(self) -> tuple[int, int]:
         from ..record.capture import MAX_PACKETS, SNAPLEN
@@ -295,9 +296,12 @@ class Shell:
                 print(f"wirestack: {exc}", file=sys.stderr)
             finally:
                 self.capture.close()
-            kernel_text = ""
+            kernel_text = self._kernel_text()
             if self.recorder is not None:
-                kernel_text, _ = self.recorder.stop()
+                try:
+                    kernel_text, _ = self.recorder.stop()
+                except (OSError, tracefs.KernelOff):  # the instance went away under us (see _kernel_text)
+                    pass
             reader.finish()
             hook.remove()
         error = next((r.get("text") for r in self.log.items if isinstance(r, dict) and r.get("kind") == "error"), None)
@@ -443,12 +447,15 @@ class Shell:
         return plain
 
     def _kernel_text(self) -> str:
+        """The kernel's trace so far (reading does not consume it). If the instance went away mid-session (a
+        wirestack run that cannot see this process's pid took it for a dead one's), what was read last."""
         if self.recorder is None:
             return ""
         try:
-            return (self.recorder.folder / "trace").read_text(errors="replace")  # reading does not consume it
+            self._kernel = (self.recorder.folder / "trace").read_text(errors="replace")
         except OSError:
-            return ""
+            pass
+        return self._kernel
 
     # -- the session's file ----------------------------------------------------------------------------------------
 

@@ -316,3 +316,61 @@ def test_uvloop_is_named_and_its_packets_are_still_the_programs(workdir: Path) -
             assert [(p["sport"], p["dport"], p["flags"]) for p in data["packets"]] == \
                 [(wire[0][1], port, "S"), (port, wire[0][1], "RA")]
             assert any(f["kind"].startswith("tcp.") for f in data["facts"])
+
+
+# -- ExceptionGroups -----------------------------------------------------------------------------------------
+
+GROUPS = ["trio"] + (["taskgroup", "all_errors"] if sys.version_info >= (3, 11) else [])  # 3.10: no stdlib groups
+
+
+def group_block(text: str) -> list[str]:
+    """The lines of the (first) exception-group traceback in `text` that Python and wirestack both draw: the
+    margins, `File` lines, exception lines and separators (not source lines: Python adds carets and, on 3.13,
+    the statement's other lines; the report adds layers and packet ids)."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("  + Exception Group Traceback"))
+    end = next((i for i in range(start, len(lines)) if not lines[i]), len(lines))  # groups draw no bare blank line
+    out = []
+    for line in lines[start:end]:
+        content = re.sub(r"^ *\| ?", "", line, count=1)  # one margin per line: nesting indents it further
+        if not content.strip() or content.startswith("    ") or _CARETS.match(content):
+            continue  # a blank margin line, a source line (or its continuation), carets
+        if line.strip().startswith(("kernel ", "#", "/usr/include/")):
+            continue  # the report's kernel layer under the call that raised (Python has none)
+        out.append(line.rstrip())
+    return out
+
+
+@pytest.mark.capture
+@pytest.mark.parametrize("how", GROUPS)
+def test_exception_groups_render_as_python_and_pair_each_member(workdir: Path, how: str) -> None:
+    """TaskGroup, create_connection(all_errors=True) and a trio nursery, each with two refused connects (to
+    127.0.0.1 and 127.0.0.2): the group drawn as Python draws it, and each member paired with its own socket,
+    whose SYN tshark finds in the pcapng going to that member's address."""
+    if how == "trio":
+        pytest.importorskip("trio")
+    port = closed_port()
+    bare = plain(str(TARGETS / "groups.py"), how, str(port), cwd=workdir)
+    done, data, pcap = traced(workdir, str(TARGETS / "groups.py"), how, str(port), options=("--width", "400"))
+    assert done.returncode == bare.returncode == 1
+    own = program_part(done.stderr)  # the program's own traceback (trio: its members in either order)
+    assert own == bare.stderr if how != "trio" else sorted(own.splitlines()) == sorted(bare.stderr.splitlines())
+    report = done.stderr[len(own):]
+    ours, python = group_block(report), group_block(bare.stderr)
+    if how == "trio":  # trio runs its tasks in a random order: the members may come in another order
+        ours, python = sorted(ours), sorted(python)
+    assert ours == python
+    wire = {(s[2], s[1]) for s in syns(pcap) if s[3] == port}  # tshark: (destination, source port) of each SYN
+    assert {host for host, _ in wire} == {"127.0.0.1", "127.0.0.2"}
+    calls = {c["id"]: c for c in data["calls"]}
+    socket_of = {c["socket"]: c for c in connects(data)}
+    paired = set()
+    for fact in data["facts"]:  # each member's own call: the one that raised it, or the SO_ERROR read it was built from
+        if fact["kind"] == "exception.origin":
+            call = calls[fact["calls"][0]]
+            paired.add((call["remote"][0], call["local"][1]))
+        elif fact["kind"] == "exception.built":
+            connect = socket_of[fact["socket"]]
+            assert connect["remote"][0] == fact["address"][0]  # the socket the member's message names
+            paired.add((connect["remote"][0], connect["local"][1]))
+    assert paired == wire

@@ -374,3 +374,20 @@ def test_exception_groups_render_as_python_and_pair_each_member(workdir: Path, h
             assert connect["remote"][0] == fact["address"][0]  # the socket the member's message names
             paired.add((connect["remote"][0], connect["local"][1]))
     assert paired == wire
+
+
+# -- the C short path on every build -------------------------------------------------------------------------
+
+
+def test_without_the_gil_the_probe_is_pure_python_also_under_w_error() -> None:
+    """A free-threaded build running without the GIL (simulated: no 3.13t here) never imports the C twin, whose
+    Py_mod_gil slot says it needs the GIL: importing it would turn the GIL back on with a RuntimeWarning, an
+    error under -W error. The probe chooses pure Python instead, silently."""
+    code = ("import sys; sys._is_gil_enabled = lambda: False\n"
+            "import wirestack.record.probe as p\n"
+            "print(p._fastpath is None, p.Probe(lambda batch: None).frameless)")
+    done = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert done.stdout.split() == ["True", "False"]
+    source = (Path(__file__).parent.parent / "wirestack" / "record" / "_fastpath.c").read_text()
+    assert "Py_mod_gil" in source and "PyErr_GetRaisedException" in source and "PY_VERSION_HEX >= 0x030C0000" in source

@@ -25,3 +25,10 @@ def __getattr__(name: str) -> Any:
 
         return getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
     raise AttributeError(f"module 'wirestack' has no attribute {name!r}")
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """`%load_ext wirestack` in IPython or Jupyter: the %%wire cell magic (see `wirestack.ipython`)."""
+    from .ipython import load_ipython_extension as load
+
+    load(ipython)

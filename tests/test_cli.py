@@ -197,7 +197,8 @@ def test_duration_stops_a_long_program(workdir: Path) -> None:
 @pytest.mark.parametrize("phase", ["setup", "drain", "write"])
 def test_a_signal_at_any_moment_leaves_complete_files(phase: str, workdir: Path) -> None:
     """SIGTERM before the client starts, while the capture drains, while files are written: the files are
-    complete and valid, the exit status is 143, nothing is left running."""
+    complete and valid (the recording saved unanalysed when the analysis had not finished), the exit status is
+    143, nothing is left running or half-written."""
     import json
     import signal
     import subprocess
@@ -207,21 +208,37 @@ def test_a_signal_at_any_moment_leaves_complete_files(phase: str, workdir: Path)
     proc = subprocess.Popen([sys.executable, "-m", "wirestack", "smtp", "-w", "cut.pcapng", "--json", "cut.json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "WIRESTACK_PAUSE_AT": phase})
-    time.sleep(0.6)  # inside the one-second pause at that phase
+    assert proc.stderr is not None
+    seen = [proc.stderr.readline() for _ in range(1)]
+    while not seen[-1].startswith(f"wirestack: pausing at {phase}") and seen[-1]:
+        seen.append(proc.stderr.readline())
+    time.sleep(0.2)  # inside the one-second pause at that phase
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
+    err = "".join(seen) + err
     assert proc.returncode == 143, err
     assert "Traceback" not in err
     tshark = shutil.which("tshark")
     assert tshark
     done = subprocess.run([tshark, "-r", "cut.pcapng"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    report = json.loads(Path("cut.json").read_text())
-    if phase == "setup":  # the client was stopped as soon as it started: what it did so far is there
+    assert not [p for p in Path(".").iterdir() if "wirestack-" in p.name]  # no spool, no temporary file left
+    if phase == "setup":  # the client was stopped as soon as it started, then analysed: all of it is there
+        report = json.loads(Path("cut.json").read_text())
         assert report["capture"]["packets"] == len(report["packets"])
-    else:  # the run had finished: the files hold all of it
-        assert [p["flags"] for p in report["packets"]] == ["S", "RA"]
-        assert len(done.stdout.strip().splitlines()) == 2
+        return
+    # the program had ended: the signal stopped the analysis, and the recording was saved unanalysed (drain), or
+    # the annotated pcapng was written first (write); either way the JSON is whole or absent, never cut, and
+    # `wirestack read` of the pcapng gives the full report
+    assert len(done.stdout.strip().splitlines()) == 2
+    if Path("cut.json").exists():
+        json.loads(Path("cut.json").read_text())
+    again = subprocess.run([sys.executable, "-m", "wirestack", "read", "cut.pcapng", "--json", "-"],
+                           capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    report = json.loads(again.stdout)
+    assert [p["flags"] for p in report["packets"]] == ["S", "RA"]
+    assert any(f["kind"] == "tcp.refused" for f in report["facts"])
 
 
 @pytest.mark.capture

@@ -19,7 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from .record.assemble import build_trace
+from .record.assemble import assemble
 from .record.capture import CaptureWorker
 from .record.loader import Loader
 from .record.probe import Probe, exception_dict
@@ -57,7 +57,7 @@ class Tracing:
         recording = Recording(Client(self.title, "with wirestack.trace(): ..."), capture.interface, capture.frames,
                               capture.linktype, len(capture.frames), capture.dropped, loader, self._started, None,
                               os.getpid(), kernel_off="kernel layer off: wirestack.trace() records no kernel layer")
-        self.report = build_report(build_trace(recording))
+        self.report = build_report(*assemble(recording))
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the capture as pcapng, each packet annotated with the call and frames that caused it."""

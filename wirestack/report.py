@@ -53,7 +53,8 @@ class Report:
         return self._events[kid]
 
 
-def build_report(trace: Trace) -> Report:
-    alignment = align(trace.calls, trace.packets)
+def build_report(trace: Trace, alignment: Alignment | None = None) -> Report:
+    """`alignment`: the trace's own, when the caller has it already (`record.assemble`)."""
+    alignment = alignment if alignment is not None else align(trace.calls, trace.packets)
     kernel = link(trace.kernel, trace.calls, trace.packets, alignment) if trace.kernel else KernelView()
     return Report(trace, alignment, kernel, explain(trace, alignment, kernel))

@@ -13,7 +13,8 @@ from pathlib import Path
 from ..formats import reader
 from ..formats.archive import ArchiveError
 from ..model import Trace
-from ..record import tshark
+from ..record import assemble, saved, tshark
+from ..record.capture import Frames
 from ..report import Report, build_report
 
 MAX_LABELLED = 5000  # payload packets of a plain capture given to tshark for their application layer
@@ -30,16 +31,23 @@ def load_trace(path: str | Path, decode_app: bool = True) -> tuple[Trace, str | 
     """Read `path` into a Trace. Raises `reader.ReadError` when it is no capture at all."""
     cf = reader.load(path)
     notes: list[str] = []
+    restored = False
     try:
         trace = reader.recorded_trace(cf)
+        if trace is None:
+            trace = _from_recording(cf, str(path))
+            restored = trace is not None
     except ArchiveError as exc:
         trace = None
         notes.append(f"the file carries a wirestack trace that cannot be read ({exc}): showing the wire alone")
-    if trace is not None:
+    if trace is not None and not restored:
         if cf.error:
             notes.append(f"the file is {cf.error}: what comes before is shown")
     else:
-        trace = reader.plain_trace(cf, str(path))
+        if trace is None:
+            trace = reader.plain_trace(cf, str(path))
+        elif cf.error:
+            notes.append(f"the file is {cf.error}: what comes before is shown")
         if decode_app:
             carrying = [p for p in trace.packets if p.payload and p.proto in ("TCP", "UDP")]
             labels, note = tshark.decode(carrying[:MAX_LABELLED], [p.link for p in carrying[:MAX_LABELLED]])
@@ -54,6 +62,21 @@ def load_trace(path: str | Path, decode_app: bool = True) -> tuple[Trace, str | 
     if notes:
         trace = replace(trace, notes=(*trace.notes, *notes))
     return trace, cf.error
+
+
+def _from_recording(cf: reader.CaptureFile, path: str) -> Trace | None:
+    """The trace of a run whose analysis was interrupted (`record.saved`): analysed now, as it would have been."""
+    doc = reader.saved_recording(cf)
+    if doc is None:
+        return None
+    frames = Frames([cf.times[i] for i in range(len(cf))], [cf.wirelens[i] for i in range(len(cf))],
+                    [cf.raw(i + 1) for i in range(len(cf))])
+    try:
+        recording = saved.recording_from(doc, frames)
+    except (ValueError, TypeError) as exc:
+        raise ArchiveError(f"its saved recording is damaged ({exc})") from None
+    trace = assemble.build_trace(recording)
+    return replace(trace, capture=replace(trace.capture, file=path))
 
 
 def load(path: str | Path, decode_app: bool = True) -> Loaded:

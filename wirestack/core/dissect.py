@@ -26,7 +26,10 @@ _TCP_FLAGS = "FSRPAUECN"  # bit 0 .. 8, the letters scapy uses
 
 def tcp_flags(bits: int) -> str:
     """TCP flag bits as scapy writes them: SYN = "S", RST+ACK = "RA", PSH+ACK = "PA"."""
-    return "".join(letter for i, letter in enumerate(_TCP_FLAGS) if bits & (1 << i))
+    return _FLAG_TEXT[bits & 0x1FF]
+
+
+_FLAG_TEXT = tuple("".join(letter for i, letter in enumerate(_TCP_FLAGS) if bits & (1 << i)) for bits in range(512))
 
 
 def _ip_layer(frame: bytes, linktype: int) -> tuple[int, int] | None:
@@ -121,6 +124,32 @@ def _quoted(buf: bytes, off: int, end: int) -> Quoted | None:
     if name in ("TCP", "UDP") and len(buf) >= t + 4:
         sport, dport = struct.unpack_from("!HH", buf, t)
     return Quoted(name, src, sport, dst, dport)
+
+
+def ports(frame: bytes, linktype: int = LINKTYPE_ETHERNET) -> tuple[int, int] | None:
+    """(source port, destination port) of a TCP or UDP frame, or of the datagram an ICMP error quotes (as it
+    was sent); None for anything else. A quick look, without decoding: for cutting a large capture down."""
+    layer = _ip_layer(frame, linktype)
+    if layer is None:
+        return None
+    ethertype, off = layer
+    for _ in range(2):  # the frame itself, then (for an ICMP error) the datagram it quotes
+        if ethertype == 0x0800 and len(frame) >= off + 20:
+            proto, t = frame[off + 9], off + (frame[off] & 0x0F) * 4
+            icmp = proto == 1
+        elif ethertype == 0x86DD and len(frame) >= off + 40:
+            proto, t = frame[off + 6], off + 40
+            icmp = proto == 58
+        else:
+            return None
+        if proto in (6, 17) and len(frame) >= t + 4:
+            sport, dport = struct.unpack_from("!HH", frame, t)
+            return sport, dport
+        if not icmp or len(frame) < t + 9:
+            return None
+        off = t + 8
+        ethertype = 0x0800 if frame[off] >> 4 == 4 else 0x86DD
+    return None
 
 
 def dissect(pid: int, time_ns: int, frame: bytes, linktype: int = LINKTYPE_ETHERNET, wirelen: int = 0) -> Packet:

@@ -299,14 +299,22 @@ def link(events: Sequence[KernelEvent], calls: Sequence[Call], packets: Sequence
         out[ev.id] = lk
         if "skbaddr" in f:
             skb_events[f["skbaddr"]].append((ev.time_ns, ev, lk))
-    for ev in events:  # kfree_skb: the segment that found no socket, joined by skb address and time
+    # kfree_skb: the segment that found no socket, joined by skb address and time. Each address's events are in
+    # time order (the loop above ran in time order), so the nearest is found by bisection: slab memory reuses
+    # skb addresses, and one address may carry thousands of events in a long run.
+    skb_times = {k: [t for t, _, _ in v] for k, v in skb_events.items()}
+    for ev in events:
         if ev.event != "kfree_skb":
             continue
-        twins = [(t, e, lk) for t, e, lk in skb_events.get(ev.fields.get("skbaddr", ""), ())
-                 if abs(t - ev.time_ns) <= SKB_NS]
-        if not twins:
+        addr_events = skb_events.get(ev.fields.get("skbaddr", ""))
+        if not addr_events:
             continue
-        _, source, lk = min(twins, key=lambda x: abs(x[0] - ev.time_ns))
+        times = skb_times[ev.fields["skbaddr"]]
+        i = bisect_left(times, ev.time_ns)
+        near = [j for j in (i - 1, i) if 0 <= j < len(times) and abs(times[j] - ev.time_ns) <= SKB_NS]
+        if not near:
+            continue
+        _, source, lk = addr_events[min(near, key=lambda j: abs(times[j] - ev.time_ns))]
         ends = ends_of(source)
         dropped: tuple[int, ...] = ()
         if ends is not None:

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 PROGRAM, MODULE, TRANSPORT, KERNEL = "program", "application module", "transport interface", "kernel"
 
@@ -24,6 +25,7 @@ def _base(path: str) -> str:
     return path.replace("\\", "/").rsplit("/", 1)[-1]
 
 
+@lru_cache(maxsize=4096)
 def is_library(path: str) -> bool:
     return bool(_LIBRARY.search(path))
 
@@ -35,6 +37,7 @@ def is_transport(path: str) -> bool:
     return base in _TRANSPORT_FILES or ("/asyncio/" in path.replace("\\", "/") and base in _TRANSPORT_ASYNCIO)
 
 
+@lru_cache(maxsize=4096)
 def layer_of(path: str) -> str:
     if is_transport(path):
         return TRANSPORT

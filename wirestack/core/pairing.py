@@ -30,7 +30,7 @@ from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from itertools import islice
 
 from ..model import Addr, Call, Packet
@@ -199,18 +199,46 @@ def _owner(cands: list[Endpoint], flow: Flow, first: Packet | None, t0: int, t1:
 
 
 class Timeline:
-    """Calls sorted by start, searchable by time in O(log n) (pairing 100,000 calls must stay near-linear)."""
+    """Calls sorted by start, searchable by time in O(log n) (pairing 100,000 calls must stay near-linear).
+
+    "Which calls were running at t" needs to look back as far as the longest call lasted; one long call (a
+    recv that waited ten seconds) would make every query scan ten seconds of short calls. So the calls are also
+    kept in classes by duration (each 16 times the one before), and each class is looked back into only as far
+    as its own longest call."""
 
     def __init__(self, calls: Sequence[Call]) -> None:
         self.calls = list(calls)
         self.starts = [c.start_ns for c in self.calls]
         self.longest = max((c.end_ns - c.start_ns for c in self.calls), default=0)
+        self._classes: list[tuple[int, list[int], Sequence[int]]]  # (longest in the class, starts, indices)
+        if len(self.calls) <= 32:  # a socket's few calls: one class
+            self._classes = [(self.longest, self.starts, range(len(self.calls)))]
+            return
+        by_class: dict[int, list[int]] = defaultdict(list)
+        for i, c in enumerate(self.calls):
+            by_class[(c.end_ns - c.start_ns).bit_length() // 4].append(i)
+        self._classes = [(max(self.calls[i].end_ns - self.calls[i].start_ns for i in ix),
+                          [self.starts[i] for i in ix], ix) for _, ix in sorted(by_class.items())]
+
+    def _running(self, t: int, since: int) -> list[int]:
+        """Indices of calls that started by t and ended at `since` or later."""
+        if len(self._classes) == 1:
+            longest, starts, ix = self._classes[0]
+            calls = self.calls
+            return [j for j in range(bisect_left(starts, since - longest), bisect_right(starts, t))
+                    if calls[j].end_ns >= since]
+        out: list[int] = []
+        for longest, starts, ix in self._classes:
+            for k in range(bisect_left(starts, since - longest), bisect_right(starts, t)):
+                j = ix[k]
+                if self.calls[j].end_ns >= since:
+                    out.append(j)
+        out.sort()
+        return out
 
     def around(self, t: int, before: int = 0) -> list[Call]:
         """Calls that started by t and ended at t - before or later, in start order."""
-        hi = bisect_right(self.starts, t)
-        lo = bisect_left(self.starts, t - before - self.longest)
-        return [c for c in self.calls[lo:hi] if c.end_ns >= t - before]
+        return [self.calls[j] for j in self._running(t, t - before)]
 
     def latest(self, t: int) -> Call | None:
         """The call that started last by time t."""
@@ -218,11 +246,17 @@ class Timeline:
         return self.calls[i - 1] if i else None
 
     def first_ending_from(self, t: int) -> Call | None:
-        calls = self.calls
-        for j in range(bisect_left(self.starts, t - self.longest), len(calls)):
-            if calls[j].end_ns >= t:
-                return calls[j]
-        return None
+        """The first call (in start order) that ended at t or later."""
+        best: int | None = None
+        for longest, starts, ix in self._classes:
+            for k in range(bisect_left(starts, t - longest), len(starts)):
+                j = ix[k]
+                if best is not None and j > best:
+                    break
+                if self.calls[j].end_ns >= t:
+                    best = j
+                    break
+        return self.calls[best] if best is not None else None
 
     def after(self, t: int) -> Iterator[Call]:
         """Calls that started after t, in order (lazily: callers usually want the first)."""
@@ -231,12 +265,28 @@ class Timeline:
 
 
 class _SocketCalls:
+    """One socket's calls, with the timelines `_call_for` asks for built on first use (most sockets of a large
+    run need one or two of them)."""
+
     def __init__(self, calls: Sequence[Call]) -> None:
+        self.calls = calls
         self.all = Timeline(calls)
-        self.sends = Timeline([c for c in calls if c.op in SENDS])
-        self.recvs = Timeline([c for c in calls if c.op in RECVS])
-        self.failing_rst = Timeline([c for c in calls if c.errno in _RST_ERRNOS or c.reported in _RST_ERRNOS])
-        self.failing_icmp = Timeline([c for c in calls if c.errno in _ICMP_ERRNOS or c.reported in _ICMP_ERRNOS])
+
+    @cached_property
+    def sends(self) -> Timeline:
+        return Timeline([c for c in self.calls if c.op in SENDS])
+
+    @cached_property
+    def recvs(self) -> Timeline:
+        return Timeline([c for c in self.calls if c.op in RECVS])
+
+    @cached_property
+    def failing_rst(self) -> Timeline:
+        return Timeline([c for c in self.calls if c.errno in _RST_ERRNOS or c.reported in _RST_ERRNOS])
+
+    @cached_property
+    def failing_icmp(self) -> Timeline:
+        return Timeline([c for c in self.calls if c.errno in _ICMP_ERRNOS or c.reported in _ICMP_ERRNOS])
 
 
 def _call_for(p: Packet, side: str, calls: _SocketCalls) -> tuple[int | None, str]:
@@ -348,11 +398,13 @@ def resolver_flows(calls: Sequence[Call], flows: Flows, packets: dict[int, Packe
     return out
 
 
-def align(calls: Sequence[Call], packets: Sequence[Packet], flows: Flows | None = None) -> Alignment:
-    """Pair packets with calls, and calls' packets with the frames they were made from."""
+def align(calls: Sequence[Call], packets: Sequence[Packet], flows: Flows | None = None,
+          index: Index | None = None) -> Alignment:
+    """Pair packets with calls, and calls' packets with the frames they were made from. `index`: the calls'
+    endpoints (`index_endpoints(endpoints(calls))`), when the caller has them."""
     flows = flows if flows is not None else group(packets)
     by_id = {p.id: p for p in packets}
-    index = index_endpoints(endpoints(calls))
+    index = index if index is not None else index_endpoints(endpoints(calls))
     grouped: dict[int, list[Call]] = defaultdict(list)
     for c in sorted(calls, key=lambda c: (c.start_ns, c.id)):
         if c.socket:
@@ -402,7 +454,9 @@ def align(calls: Sequence[Call], packets: Sequence[Packet], flows: Flows | None 
     call_packets: dict[int, list[int]] = defaultdict(list)
     socket_packets: dict[int, list[int]] = defaultdict(list)
     packet_pairs: dict[int, list[Pair]] = defaultdict(list)
-    for pair in sorted(pairs, key=lambda x: (by_id[x.packet].time_ns, x.packet)):
+    when = {p.id: p.time_ns for p in packets}
+    pairs.sort(key=lambda x: (when[x.packet], x.packet))
+    for pair in pairs:
         if pair.socket:
             socket_packets[pair.socket].append(pair.packet)
         packet_pairs[pair.packet].append(pair)
@@ -430,10 +484,16 @@ def traced_packets(calls: Sequence[Call], packets: Sequence[Packet]) -> list[Pac
     that pairs with a traced socket (by 4-tuple, time, and for TCP the connect() that opened the connection), and
     the resolver's flows of its getaddrinfo() calls. A cheap first cut on ports comes first."""
     index = index_endpoints(endpoints(calls))
-    lookups = any(c.op == "getaddrinfo" for c in calls)
-    near = [p for p in packets if _near(p, index, lookups)]
-    paired = align(calls, near).packet_pairs
+    near = nearby(calls, packets, index)
+    paired = align(calls, near, index=index).packet_pairs
     return [p for p in near if p.id in paired]
+
+
+def nearby(calls: Sequence[Call], packets: Sequence[Packet], index: Index) -> list[Packet]:
+    """The cheap first cut of `traced_packets`: packets on a port of a traced socket (`index`), or DNS when
+    the program resolved names."""
+    lookups = any(c.op == "getaddrinfo" for c in calls)
+    return [p for p in packets if _near(p, index, lookups)]
 
 
 def _near(p: Packet, index: Index, lookups: bool) -> bool:

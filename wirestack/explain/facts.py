@@ -53,15 +53,30 @@ class Fact:
 
     def fields(self) -> dict[str, Any]:
         """The kind's own fields (not the evidence), as plain data."""
-        skip = {"packets", "calls", "kernel", "sockets", "flow", "time_ns"}
-        return {f.name: plain(getattr(self, f.name)) for f in fields(self) if f.name not in skip}
+        return {name: plain(getattr(self, name)) for name in _own_fields(type(self))}
+
+
+_EVIDENCE = frozenset({"packets", "calls", "kernel", "sockets", "flow", "time_ns"})
+_OWN: dict[type, tuple[str, ...]] = {}
+
+
+def _own_fields(cls: type) -> tuple[str, ...]:
+    names = _OWN.get(cls)
+    if names is None:
+        names = _OWN[cls] = tuple(f.name for f in fields(cls) if f.name not in _EVIDENCE)
+    return names
+
+
+_SCALARS = (str, int, float, bool, type(None))
 
 
 def plain(value: Any) -> Any:
+    if isinstance(value, _SCALARS):
+        return value
     if isinstance(value, End):
         return {"addr": list(value.addr), "sockets": list(value.sockets), "pids": list(value.pids)}
     if isinstance(value, tuple):
-        return [plain(v) for v in value]
+        return [v if isinstance(v, _SCALARS) else plain(v) for v in value]
     return value
 
 

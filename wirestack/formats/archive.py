@@ -28,6 +28,10 @@ bytes, hence the chunks; 32473 is the Private Enterprise Number RFC 5612 reserve
 
 A fault is [namespace, type, message, code, name, library, reason, detail].
 
+A run interrupted while it was being analysed is saved with "recording" in place of "trace": the probe's items
+as they were read (see `record.items`; lists for tuples) and the run's counters, which `wirestack read`
+analyses as the live run would have (see `commands.read`). It has no kernel layer.
+
 Reading is for hostile files too: decompression is bounded, every value is checked against the model (types,
 finite ranges, depth), and anything that does not fit raises `ArchiveError` (the caller shows the wire alone,
 with a note). Encoding and decoding are hand-written, linear in the trace's size: no per-object introspection.
@@ -122,7 +126,19 @@ def encode(trace: Trace) -> bytes:
 
 def option_values(trace: Trace) -> list[bytes]:
     """The values of the SHB custom options that carry `trace` (PEN first, in little-endian section order)."""
-    data = encode(trace)
+    return _chunked(encode(trace))
+
+
+def recording_values(recording: dict[str, Any], packets: Iterable[tuple[int, bytes]], count: int) -> list[bytes]:
+    """The option values for a run saved without its analysis (interrupted): `recording` holds the probe's
+    items as read and the run's counters (see `commands.read`, which analyses it); fast, for an exit within a
+    second: no trace is built."""
+    doc = {"format": FORMAT, "wirestack": __version__, "recording": recording,
+           "packets": {"count": count, "digest": digest(packets), "app": {}}}
+    return _chunked(zlib.compress(json.dumps(doc, separators=(",", ":")).encode(), 1))
+
+
+def _chunked(data: bytes) -> list[bytes]:
     chunks = [data[i : i + CHUNK] for i in range(0, len(data), CHUNK)] or [b""]
     if len(chunks) > 0xFFFF:
         raise ArchiveError("the trace is too large to store in the file")
@@ -171,7 +187,7 @@ def decode(values: Sequence[bytes]) -> dict[str, Any]:
         doc = json.loads(raw)
     except (zlib.error, ValueError, RecursionError) as exc:
         raise ArchiveError(f"the trace is damaged ({type(exc).__name__})") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("trace"), dict):
+    if not isinstance(doc, dict) or not (isinstance(doc.get("trace"), dict) or isinstance(doc.get("recording"), dict)):
         raise ArchiveError("the trace is damaged (no trace record)")
     return doc
 
@@ -252,10 +268,25 @@ def _trace(d: dict[str, Any], packets: Sequence[Packet]) -> Trace:
             raise _Bad
         frames.append(Frame(_str(f[0], 2000), _int(f[1], 0), _str(f[2], 400), _str(f[3], 1000), _int(f[4])))
 
+    stacks: dict[tuple[Any, ...], tuple[Frame, ...]] = {}  # a loop's calls share one stack and one fault
+    faults: dict[tuple[Any, ...], Fault | None] = {}
+
     def stack(v: Any) -> tuple[Frame, ...]:
         if not isinstance(v, list) or len(v) > 10_000:
             raise _Bad
-        return tuple(frames[_int(i, 0, len(frames) - 1)] for i in v)
+        key = tuple(v)
+        found = stacks.get(key)
+        if found is None:
+            found = stacks[key] = tuple(frames[_int(i, 0, len(frames) - 1)] for i in v)
+        return found
+
+    def fault(v: Any) -> Fault | None:
+        if v is None:
+            return None
+        key = tuple(v) if isinstance(v, list) else (v,)
+        if key not in faults:
+            faults[key] = _fault_from(v)
+        return faults[key]
 
     calls = []
     for c in d.get("calls", []):
@@ -266,7 +297,7 @@ def _trace(d: dict[str, Any], packets: Sequence[Packet]) -> Trace:
             raise _Bad
         start, end = _int(c[3], 0), _int(c[4], 0)
         calls.append(Call(_int(c[0], 1), _str(c[1], 40), _str(c[2], 400), start, max(end, start), stack(c[5]),
-                          _int(c[6], 0), _str(c[7], 40), _str(c[8], 40), _fault_from(c[9]), _addr(c[10]),
+                          _int(c[6], 0), _str(c[7], 40), _str(c[8], 40), fault(c[9]), _addr(c[10]),
                           _addr(c[11]), args, _plain(c[13]), _int(c[14]), _int(c[15])))
 
     def exc(e: Any, depth: int = 0) -> ExceptionInfo | None:

@@ -14,6 +14,7 @@ import struct
 from array import array
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from ..core.dissect import dissect
 from ..model import CaptureInfo, Packet, Trace
@@ -239,6 +240,8 @@ def recorded_trace(cf: CaptureFile) -> Trace | None:
     if not cf.trace_values:
         return None
     doc = archive.decode(cf.trace_values)
+    if not isinstance(doc.get("trace"), dict):
+        return None  # a recording saved without its analysis: see `saved_recording`
     packets = [cf.packet(i + 1) for i in range(len(cf))]
     found = doc.get("packets")
     info: dict[str, object] = found if isinstance(found, dict) else {}
@@ -252,6 +255,16 @@ def recorded_trace(cf: CaptureFile) -> Trace | None:
     note += (" (the file is cut short)" if cf.error else " (it was filtered or edited after wirestack wrote it)")
     note += ": calls and packets were paired again on what is there"
     return replace(trace, notes=(*trace.notes, note))
+
+
+def saved_recording(cf: CaptureFile) -> dict[str, Any] | None:
+    """The raw recording an interrupted run saved instead of its trace (unchecked: `commands.read` feeds its
+    items through the probe's validating loader), or None."""
+    if not cf.trace_values:
+        return None
+    doc = archive.decode(cf.trace_values)
+    recording = doc.get("recording")
+    return recording if isinstance(recording, dict) else None
 
 
 def plain_trace(cf: CaptureFile, path: str) -> Trace:

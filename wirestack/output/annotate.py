@@ -10,8 +10,8 @@ the Lua post-dissector `wirestack/data/wirestack.lua` turns into fields; see doc
 Values are bare (no space, quote, bracket or equals sign) or double-quoted with backslash escapes, brackets
 escaped too; `frame` repeats, innermost first; `errno`/`errname` only for a kernel errno. Text from the trace
 is sanitised in both parts, and the sentence part carries no bracket of the data's: the marker is wirestack's.
-Comments are built once per (call, role, socket) and shared: a run of 100,000 packets costs as many strings as
-it has distinct pairings.
+Comments are built once per (call, role, socket) and shared, from parts built once per distinct outcome and
+stack: a loop's 100,000 calls cost one formatting of their common stack.
 """
 
 from __future__ import annotations
@@ -54,17 +54,32 @@ def frame_labels(call: Call) -> list[str]:
     return [f"{f.file.replace(chr(92), '/').rsplit('/', 1)[-1]}:{f.line} {f.function}" for f in reversed(call.frames)]
 
 
-def comment(call: Call, role: str, socket: int | None = None) -> str:
-    verb = "sent by" if role == "sent" else "received by"
-    thread = f" (thread {_plain(call.thread)})" if call.thread and call.thread != "MainThread" else ""
-    frames = frame_labels(call)
+def comment(call: Call, role: str, socket: int | None = None, cache: dict[object, str] | None = None) -> str:
+    """The comment for one pairing. Its parts that repeat across a loop's calls (the outcome, the stack) are
+    built once per distinct value when `cache` is given."""
+    memo: dict[object, str] = cache if cache is not None else {}
+    result = _plain(outcome(call))
     f = call.fault
-    tail = fields(call=call.id, op=call.op, role=role, namespace=f.namespace if f else None,
-                  error=(f.name or f.type) if f else None, errno=f.code if f and f.namespace == ERRNO else None,
-                  errname=f.name if f and f.namespace == ERRNO and f.name else None,
-                  socket=socket if socket else (call.socket or None), thread=call.thread or None, frame=frames)
-    where = " ← ".join(_plain(x) for x in frames)
-    return f"{verb} {call.op}() → {_plain(outcome(call))} at {where}{thread}{tail}"
+    key = (call.op, role, f, result)
+    head = memo.get(key)
+    if head is None:
+        verb = "sent by" if role == "sent" else "received by"
+        head = memo[key] = f"{verb} {call.op}() → {result}"
+        memo[("fields", *key)] = fields(
+            op=call.op, role=role, namespace=f.namespace if f else None, error=(f.name or f.type) if f else None,
+            errno=f.code if f and f.namespace == ERRNO else None,
+            errname=f.name if f and f.namespace == ERRNO and f.name else None)[len(" [wirestack "):-1]
+    where_key = ("at", call.frames, call.thread)
+    where = memo.get(where_key)
+    if where is None:
+        frames = frame_labels(call)
+        thread = f" (thread {_plain(call.thread)})" if call.thread and call.thread != "MainThread" else ""
+        where = memo[where_key] = f" at {' ← '.join(_plain(x) for x in frames)}{thread}"
+        memo[("stack", *where_key[1:])] = fields(thread=call.thread or None, frame=frames)[len(" [wirestack "):-1]
+    sock = socket if socket else (call.socket or None)
+    own = f"call={call.id} " + memo[("fields", *key)] + (f" socket={sock}" if sock is not None else "")
+    stack = memo[("stack", call.frames, call.thread)]
+    return f"{head}{where} [wirestack {own}{' ' + stack if stack else ''}]"
 
 
 def blocks(report: Report, snaplen: int = 262144) -> Iterator[bytes]:
@@ -73,6 +88,7 @@ def blocks(report: Report, snaplen: int = 262144) -> Iterator[bytes]:
     trace = report.trace
     calls = {c.id: c for c in trace.calls}
     cache: dict[tuple[int, str, int], str] = {}
+    parts: dict[object, str] = {}
     yield pcapng.section_header(f"wirestack {__version__}", archive.option_values(trace))
     yield pcapng.interface_description(trace.capture.linktype, snaplen, trace.capture.interface or "capture")
     kernel = report.kernel
@@ -83,7 +99,7 @@ def blocks(report: Report, snaplen: int = 262144) -> Iterator[bytes]:
                 k = (pair.call, pair.role, pair.socket)
                 text = cache.get(k)
                 if text is None:
-                    text = cache[k] = comment(calls[pair.call], pair.role, pair.socket)
+                    text = cache[k] = comment(calls[pair.call], pair.role, pair.socket, parts)
                 texts.append(text)
             else:
                 texts.append(f"{'sent' if pair.side == 'out' else 'received'} by the kernel, no call of the program "

@@ -46,6 +46,14 @@ def _frame(f: Frame) -> dict[str, Any]:
     return {"file": f.file, "line": f.line, "function": f.function, "code": f.code, "layer": layer_of(f.file)}
 
 
+def _frames(frames: tuple[Frame, ...], cache: dict[tuple[Frame, ...], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """A call's frames as JSON; a loop's calls share their stack's (read-only) list."""
+    out = cache.get(frames)
+    if out is None:
+        out = cache[frames] = [_frame(f) for f in frames]
+    return out
+
+
 def _packet(p: Packet, report: Report) -> dict[str, Any]:
     pairs = report.alignment.pairs_of(p.id)
     return {
@@ -60,12 +68,12 @@ def _packet(p: Packet, report: Report) -> dict[str, Any]:
     }
 
 
-def _call(c: Call, report: Report) -> dict[str, Any]:
+def _call(c: Call, report: Report, stacks: dict[tuple[Frame, ...], list[dict[str, Any]]]) -> dict[str, Any]:
     return {
         "id": c.id, "op": c.op, "thread": c.thread, "pid": c.pid, "tid": c.tid, "start_ns": c.start_ns,
         "end_ns": c.end_ns, "socket": c.socket or None, "local": list(c.local) if c.local else None,
         "remote": list(c.remote) if c.remote else None, "args": c.args, "result": c.result, "fault": _fault(c.fault),
-        "frames": [_frame(f) for f in c.frames], "packets": list(report.alignment.packets_of_call(c.id)),
+        "frames": _frames(c.frames, stacks), "packets": list(report.alignment.packets_of_call(c.id)),
         "kernel": list(report.kernel.for_call(c.id)),
     }
 
@@ -102,6 +110,7 @@ def to_json(report: Report) -> dict[str, Any]:
                                 "server": sum(len(p.payload) for p, s in v.datagrams if s == "b")}})
     flows.sort(key=lambda f: int(f["id"]))
     links = report.kernel.links
+    stacks: dict[tuple[Frame, ...], list[dict[str, Any]]] = {}
     return {
         "wirestack": __version__, "schema": SCHEMA, "kind": "trace" if t.traced else "wire", "title": t.title,
         "client": t.client if t.traced else None, "exit_code": t.exit_code, "python": t.python or None,
@@ -111,7 +120,7 @@ def to_json(report: Report) -> dict[str, Any]:
         "processes": [{"pid": p.pid, "traced": p.traced, "argv": list(p.argv), "parent": p.parent, "how": p.how}
                       for p in t.processes],
         "packets": [_packet(p, report) for p in t.packets],
-        "calls": [_call(c, report) for c in t.calls],
+        "calls": [_call(c, report, stacks) for c in t.calls],
         "exception": _exception(t.exception, report),
         "kernel": [{"id": k.id, "time_ns": k.time_ns, "event": k.event, "tid": k.tid, "fields": k.fields,
                     "call": links[k.id].call if k.id in links else None,

@@ -14,7 +14,7 @@ from ..core import kernel as kernel_events
 from ..core import unseen
 from ..core.chains import linked
 from ..core.dissect import dissect
-from ..core.pairing import traced_packets
+from ..core.pairing import Alignment, align, endpoints, index_endpoints, nearby
 from ..model import Call, CaptureInfo, ExceptionInfo, Packet, Process, Trace
 from . import tracefs
 from .capture import Frames
@@ -28,25 +28,41 @@ def renumber(p: Packet, n: int) -> Packet:
                   p.payload, p.icmp, p.quoted, p.raw, p.app, p.window, p.ttl, p.link)
 
 
-def select_packets(calls: Sequence[Call], frames: Frames, linktype: int) -> tuple[Packet, ...]:
-    """The traced flows' packets, decoded, with ids 1..N in capture order."""
+def select_packets(calls: Sequence[Call], frames: Frames, linktype: int) -> tuple[tuple[Packet, ...], Alignment]:
+    """The traced flows' packets, decoded, with ids 1..N in capture order, and their alignment with the calls.
+    The packets on the traced sockets' ports are numbered first and aligned once; only when some of them pair
+    with no traced socket (another program's traffic on the same ports) are the rest renumbered and aligned
+    again."""
     decoded = [dissect(i + 1, t, d, linktype, n)
                for i, (t, n, d) in enumerate(zip(frames.times, frames.lengths, frames.data, strict=True))]
-    kept = traced_packets(calls, decoded)
-    return tuple(renumber(p, n) for n, p in enumerate(kept, 1))
+    index = index_endpoints(endpoints(calls))
+    near = [renumber(p, n) for n, p in enumerate(nearby(calls, decoded, index), 1)]
+    alignment = align(calls, near, index=index)
+    if len(alignment.packet_pairs) == len(near):
+        return tuple(near), alignment
+    kept = [renumber(p, n) for n, p in enumerate((p for p in near if p.id in alignment.packet_pairs), 1)]
+    return tuple(kept), align(calls, kept, index=index)
 
 
 def build_trace(rec: Recording) -> Trace:
+    return assemble(rec)[0]
+
+
+def assemble(rec: Recording) -> tuple[Trace, Alignment]:
+    """The trace of a recording, and its packets' alignment with its calls (for `report.build_report`, so that
+    the pairing runs once)."""
     calls, new_id = rec.loader.calls()
     notes = list(rec.notes)
     exception = _exception(rec.loader, rec.pid, new_id, notes)
     notes += _probe_notes(rec.loader)
-    packets = select_packets(calls, rec.frames, rec.linktype)
+    packets, alignment = select_packets(calls, rec.frames, rec.linktype)
     kernel: tuple[Any, ...] = ()
     if rec.kernel_text:
         events = tracefs.parse(rec.kernel_text)
         if unseen.unseen_notes(notes):  # calls the probe could not see: their flows as the kernel tells them
-            packets = _with_kernel_flows(calls, rec, events, packets)
+            more = _with_kernel_flows(calls, rec, events, packets)
+            if more is not packets:
+                packets, alignment = more, align(calls, more)
         kernel = tuple(kernel_events.select(events, calls, packets))
     faults = {(c.fault.namespace, c.fault.code) for c in calls if c.fault is not None and c.fault.code is not None}
     faults |= {(e.fault.namespace, e.fault.code) for e in linked(exception)
@@ -57,7 +73,7 @@ def build_trace(rec: Recording) -> Trace:
     info = CaptureInfo(rec.interface, None, len(packets), rec.seen, rec.dropped, rec.linktype)
     return Trace(rec.client.title, rec.client.shown, packets, calls, exception, info, rec.started_ns,
                  _exit_code(rec.returncode), tuple(notes), defines(faults), kernel, rec.kernel_off,
-                 tuple(processes), True, rec.python)
+                 tuple(processes), True, rec.python), alignment
 
 
 def _probe_notes(loader: Loader) -> list[str]:
@@ -146,4 +162,4 @@ def _process_notes(processes: Sequence[Process], calls: Sequence[Call]) -> list[
     return notes
 
 
-__all__ = ["Client", "build_trace", "select_packets"]
+__all__ = ["Client", "assemble", "build_trace", "select_packets"]

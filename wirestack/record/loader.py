@@ -135,6 +135,8 @@ class Loader:
     _locals: dict[int, Addr | None] = field(default_factory=dict)  # serial -> local address (datagram sockets)
     _frames: dict[tuple[int, int, int], Frame] = field(default_factory=dict)
     _pending: list[tuple[Any, ...]] = field(default_factory=list)
+    _kept: list[tuple[Any, ...]] = field(default_factory=list)  # every call item as read, for `export`
+    ports: set[tuple[int, int]] = field(default_factory=set)  # (local, remote) ports the calls name
 
     def feed(self, batch: Iterable[Any]) -> None:
         """One batch. Descriptions are taken at once and calls kept until `calls()`: a forked child's calls may
@@ -159,6 +161,12 @@ class Loader:
             raise BadItem
         if kind == "call" or kind == "data":
             self._pending.append(item)
+            self._kept.append(item)
+            local = item[10] if kind == "call" else self._locals.get(item[8])
+            remote = item[11]
+            if isinstance(local, (tuple, list)) and len(local) >= 2 and type(local[1]) is int and local[1] and \
+                    isinstance(remote, (tuple, list)) and len(remote) >= 2 and type(remote[1]) is int:
+                self.ports.add((local[1], remote[1]))
         elif kind == "code":
             self._codes[_int(item[1])] = (_str(item[2], 1000), _str(item[3], 300))
         elif kind == "line":
@@ -214,6 +222,20 @@ class Loader:
             result = _int(result)  # a byte count; sendall returns None
         return _Raw(start, _int(cid), op, _str(thread, 200), _int(tid), end, self._stack(stack), serial, None, local,
                     remote, args, result, _int(pid))
+
+    @property
+    def count(self) -> int:
+        """Calls read so far."""
+        return len(self._kept)
+
+    def export(self) -> list[Any]:
+        """Every item read, in a form `feed` takes back (descriptions first): the recording of the calls as
+        raw as it came, for a file saved without its analysis (see `formats.archive`)."""
+        out: list[Any] = [("code", k, file, function) for k, (file, function) in self._codes.items()]
+        out += [("line", code, line, text) for (code, line), text in self._lines.items()]
+        out += [("socket", k, family, kind) for k, (family, kind) in self._sockets.items()]
+        out += [("local", k, list(a) if a else None) for k, a in self._locals.items()]
+        return out + self._kept + self.other
 
     def calls(self) -> tuple[tuple[Call, ...], dict[int, int]]:
         """Every call, in start order, with ids 1, 2, ... and sockets numbered in order of appearance; and the

@@ -34,6 +34,7 @@ from . import tracefs
 from .capture import MAX_PACKETS, SNAPLEN, Frames
 from .loader import Loader
 from .source import FrameSource, choose_source
+from .spool import Spool
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 PROBE_MODULES = ("items", "probe", "bootstrap")
@@ -108,8 +109,11 @@ def deferred_signal() -> int:
 
 def pause_for_tests(phase: str) -> None:
     """Fault injection for the hardening tests: with WIRESTACK_PAUSE_AT=PHASE ("setup", "drain", "write",
-    "analyse") wirestack waits a second at that point, so a test can deliver a signal exactly then."""
+    "analyse") wirestack says so on stderr and waits a second at that point, so a test can deliver a signal
+    exactly then."""
     if os.environ.get("WIRESTACK_PAUSE_AT") == phase:
+        sys.stderr.write(f"wirestack: pausing at {phase} (WIRESTACK_PAUSE_AT)\n")
+        sys.stderr.flush()
         time.sleep(1.0)
 
 
@@ -300,11 +304,13 @@ class Reader(threading.Thread):
 
 def run_traced(client: Client, interface: str = "lo", timeout: float | None = 120.0,
                on_frame: OnFrame | None = None, user: tuple[int, int] | None = None, kernel: bool = True,
-               snaplen: int = SNAPLEN, max_packets: int = MAX_PACKETS, source: str = "auto") -> Recording:
+               snaplen: int = SNAPLEN, max_packets: int = MAX_PACKETS, source: str = "auto",
+               spool: Spool | None = None) -> Recording:
     """Capture on `interface` while `client` runs under the probe; return everything recorded.
     `on_frame(time_ns, raw)` is called for each frame as it is captured (live progress; all traffic on the
     interface, so filter before showing). `user` (uid, gid): run the client as that user. Raises
-    `Interrupted` (holding the recording) when SIGINT/SIGTERM stopped it."""
+    `Interrupted` (holding the recording) when SIGINT/SIGTERM stopped it. `spool`: the frames also go to disk
+    as they are read (see `spool`)."""
     info = python_info(client.python, user)
     if info.version[:2] < MIN_PYTHON:
         shown = ".".join(map(str, info.version))
@@ -312,6 +318,8 @@ def run_traced(client: Client, interface: str = "lo", timeout: float | None = 12
                            f"{MIN_PYTHON[0]}.{MIN_PYTHON[1]} to 3.13: choose another with --python")
     defer_signals()  # setting up: an interruption now is acted on once the client has started
     capture = choose_source(interface, source, snaplen, max_packets).open()  # source: see record.source.WANTS
+    if spool is not None:
+        spool.start(capture.linktype, snaplen, interface)
     recorder, kernel_off = None, "kernel layer off: --no-kernel"
     if kernel:
         try:
@@ -333,7 +341,7 @@ def run_traced(client: Client, interface: str = "lo", timeout: float | None = 12
                 if deferred_signal():
                     raise Stop(_deferred.pop())
                 stop_on_signals()
-                timed_out = _pump(capture, child, timeout, on_frame)
+                timed_out = _pump(capture, child, timeout, on_frame, spool)
                 defer_signals()
             except (KeyboardInterrupt, Stop) as stop:
                 defer_signals()  # a second Ctrl-C must not lose the capture
@@ -343,10 +351,15 @@ def run_traced(client: Client, interface: str = "lo", timeout: float | None = 12
             returncode = child.poll()
             pause_for_tests("drain")
             capture.stop()
+            if spool is not None:
+                spool.add(capture.frames)
         finally:
             capture.close()
             if recorder is not None:
-                kernel_text, kernel_notes = recorder.stop()
+                try:
+                    kernel_text, kernel_notes = recorder.stop()
+                except tracefs.KernelOff as exc:
+                    recorder, kernel_off = None, str(exc)
         loader = reader.finish()
     finally:
         hook.remove()
@@ -426,27 +439,36 @@ def _user_env(uid: int) -> dict[str, str]:
     return env
 
 
+SPOOL_EVERY = 1.0  # seconds between reads of the capture while the program runs, at most (see _pump)
+
+
 def _pump(capture: FrameSource, child: subprocess.Popen[bytes], timeout: float | None,
-          on_frame: OnFrame | None = None) -> bool:
+          on_frame: OnFrame | None = None, spool: Spool | None = None) -> bool:
     """Capture while the child runs; True if it had to be stopped at the deadline."""
     deadline = None if timeout is None else time.monotonic() + timeout
+    last = time.monotonic()
     while True:
         # The kernel queues frames for us (64 MiB): reading them while the program runs takes CPU from it (on 2
         # cores a 106,000-packet burst ran 1.0 s with reads every 50 ms, 0.55 s with reads deferred). So look
-        # every 50 ms, but read only when the queue is a quarter full (or frames are shown live); the rest is
-        # read when the program is done (capture.stop drains to the marker).
+        # every 50 ms, but read only when the queue is a quarter full, a second has passed (so the spool on disk
+        # is at most a second behind), or frames are shown live; the rest is read when the program is done
+        # (capture.stop drains to the marker).
         try:
             child.wait(timeout=0.05)
             return False
         except subprocess.TimeoutExpired:
             pass
-        if on_frame is None and capture.fill() < 0.25:
-            if deadline is not None and time.monotonic() > deadline:
+        now = time.monotonic()
+        if on_frame is None and capture.fill() < 0.25 and (spool is None or now - last < SPOOL_EVERY):
+            if deadline is not None and now > deadline:
                 _end_child(child)
                 return True
             continue
+        last = now
         seen = len(capture.frames)
         capture.pump()
+        if spool is not None:
+            spool.add(capture.frames)
         if on_frame is not None:
             for i in range(seen, len(capture.frames)):
                 on_frame(capture.frames.times[i], capture.frames.data[i])

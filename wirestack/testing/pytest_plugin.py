@@ -248,7 +248,7 @@ class WireSession:
         """The test's report from everything recorded up to now (drained from the capture first)."""
         from dataclasses import replace
 
-        from ..record.assemble import build_trace
+        from ..record.assemble import assemble
         from ..record.capture import CaptureError
         from ..record.loader import Loader
         from ..record.probe import exception_dict
@@ -291,9 +291,9 @@ class WireSession:
             recording = RunRecording(Client("pytest", run.nodeid), INTERFACE, frames, self._worker.linktype, seen,
                                      run.dropped, loader, run.started_ns, None, self._pid, notes=notes,
                                      kernel_off="kernel layer off: pytest --wirestack records no kernel layer")
-            trace = build_trace(recording)
+            trace, alignment = assemble(recording)
             trace = replace(trace, capture=replace(trace.capture, seen=seen))  # every frame read, as the CLI counts
-            report = build_report(trace)
+            report = build_report(trace, alignment)
             if exception is None and not notes:
                 run.cache = (key, report)
             return report

@@ -1,0 +1,128 @@
+"""Interruptions of a large run answer within a second, and nothing recorded is lost (issue: performance).
+
+Each test runs a program that makes many refused connects (a few seconds of analysis after it ends), signals
+wirestack once the program has printed its last line, and checks the files with tshark, never with wirestack's
+own output: the pcapng holds every packet of the program, and `wirestack read` of it gives the full report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+CONNECTS = 15_000
+PROGRAM = f"""
+import socket
+s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
+for _ in range({CONNECTS}):
+    c = socket.socket()
+    c.connect_ex(("127.0.0.1", port))
+    c.close()
+print("done", port, flush=True)
+"""
+
+
+def _tshark_rows(path: Path, fields: list[str], display: str = "") -> list[list[str]]:
+    tshark = shutil.which("tshark")
+    assert tshark
+    argv = [tshark, "-r", str(path), "-T", "fields", *sum((["-e", f] for f in fields), [])]
+    if display:
+        argv += ["-Y", display]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    return [line.split("\t") for line in out.splitlines()]
+
+
+def _start(workdir: Path, *extra: str) -> tuple[subprocess.Popen[str], int]:
+    (workdir / "many.py").write_text(PROGRAM)
+    proc = subprocess.Popen([sys.executable, "-m", "wirestack", "run", "-w", "big.pcapng", "--json", "big.json",
+                             *extra, "many.py"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=workdir)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()  # the program's last line: it has ended, the analysis begins
+    assert line.startswith("done"), (line, proc.stderr.read() if proc.stderr else "")
+    return proc, int(line.split()[1])
+
+
+@pytest.mark.capture
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_during_the_analysis_saves_the_recording_within_a_second(sig: int, code: int,
+                                                                           workdir: Path) -> None:
+    proc, port = _start(workdir)
+    time.sleep(0.5)
+    assert proc.poll() is None, "the analysis ended too soon for this test: make the run larger"
+    sent = time.monotonic()
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=30)
+    took = time.monotonic() - sent
+    assert proc.returncode == code, err
+    assert took < 1.0, f"exited {took:.2f} s after the signal"
+    assert "Traceback" not in err and "saving the recording unanalysed" in err
+    assert len([ln for ln in err.splitlines() if ln.startswith("wirestack: interrupted")]) == 1
+    assert not (workdir / "big.json").exists()  # never half-written
+    assert not [p for p in workdir.iterdir() if "wirestack-" in p.name]  # no spool or temporary file left
+
+    # every packet of the program, as tshark reads the file: a SYN out and a RST/ACK back per connect
+    rows = _tshark_rows(workdir / "big.pcapng", ["tcp.flags.str", "tcp.srcport", "tcp.dstport"])
+    syns = [r for r in rows if r[2] == str(port) and "S" in r[0].replace("·", "")]
+    resets = [r for r in rows if r[1] == str(port) and "R" in r[0]]
+    assert len(syns) == CONNECTS and len(resets) == CONNECTS
+    assert all(str(port) in (r[1], r[2]) for r in rows)  # nothing but the program's flows
+
+    # and the analysis the interrupted run did not finish, done by `read`
+    done = subprocess.run([sys.executable, "-m", "wirestack", "read", "big.pcapng", "--json", "-"], cwd=workdir,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert len(report["packets"]) == 2 * CONNECTS
+    assert sum(1 for c in report["calls"] if c["op"] == "connect_ex") == CONNECTS
+    refused = [f for f in report["facts"] if f["kind"] == "tcp.refused"]
+    assert len(refused) == CONNECTS
+    assert any("interrupted" in n for n in report["notes"])
+
+
+@pytest.mark.capture
+def test_a_second_signal_exits_at_once(workdir: Path) -> None:
+    proc, _ = _start(workdir)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.02)  # while the recording is being saved
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert not [p for p in workdir.iterdir() if "wirestack-tmp" in p.name]  # the temporary file was removed
+
+
+@pytest.mark.capture
+def test_sigkill_leaves_the_raw_packets_on_disk(workdir: Path) -> None:
+    """The frames reach disk while the program runs: killed outright, wirestack leaves them readable."""
+    (workdir / "slow.py").write_text("import socket, time\n"
+                                     "s = socket.socket(); s.bind(('127.0.0.1', 0)); port = s.getsockname()[1]\n"
+                                     "s.close()\n"
+                                     "for _ in range(50):\n"
+                                     "    c = socket.socket(); c.connect_ex(('127.0.0.1', port)); c.close()\n"
+                                     "print('sent', port, flush=True)\n"
+                                     "time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-m", "wirestack", "run", "-w", "k.pcapng", "slow.py"], cwd=workdir,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline().split()[1])
+        time.sleep(1.6)  # the spool is at most a second behind
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    spools = [p for p in workdir.iterdir() if p.name.endswith(".wirestack-spool.pcapng")]
+    assert len(spools) == 1
+    rows = _tshark_rows(spools[0], ["tcp.flags.str", "tcp.srcport"], f"tcp.port == {port}")
+    assert sum(1 for r in rows if r[1] == str(port) and "R" in r[0]) == 50
+    assert not (workdir / "k.pcapng").exists()

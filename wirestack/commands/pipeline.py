@@ -1,0 +1,249 @@
+"""After the program ran: the analysis in phases, the files, and interruptions answered at once. CLI edge.
+
+    recording -> pairing (record.assemble) -> application layer (tshark) -> facts (report) -> files
+
+Interruptions (SIGINT, SIGTERM) while this runs:
+- the first stops the analysis where it is and saves the recording unanalysed (`record.saved`) into the pcapng
+  asked for — the program's frames and the probe's records, in under a second — which `wirestack read`
+  analyses later; wirestack then exits 128 + the signal's number (130, 143), saying so in one line;
+- a second, while that is saved, exits at once, removing the temporary file (nothing half-written is left).
+If the annotated pcapng was already complete when the signal came, it stays; the file being written (JSON,
+SVG, HTML) is dropped and a line says how to make it from the pcapng.
+
+A phase that lasts longer than a second shows itself on stderr (on a terminal only), with rich's Live display.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, TextIO
+
+from ..output import files
+from ..output.files import OutputError, Target
+from ..record.runner import Recording, Stop
+from ..record.spool import Spool
+from ..report import Report
+
+SHOW_AFTER = 1.0  # seconds a phase runs before it is shown
+
+
+@dataclass
+class Outputs:
+    """The files asked for, their folders held open from before the run (see `output.files`)."""
+
+    pcap: Target | None = None
+    json: Target | None = None
+    pictures: list[tuple[Target, str]] = field(default_factory=list)  # (target, "svg" | "html")
+
+    def close(self) -> None:
+        for t in (self.pcap, self.json, *(t for t, _ in self.pictures)):
+            if t is not None:
+                t.close()
+
+
+@dataclass
+class Result:
+    report: Report | None = None
+    signum: int = 0  # the analysis was interrupted by this signal
+    error: str | None = None  # the first output error, one line
+    written: list[Path] = field(default_factory=list)
+
+
+class Phases:
+    """Names the phase under way; on a terminal, a phase that outlasts a second is shown (and cleared after)."""
+
+    def __init__(self, err: TextIO, live: bool) -> None:
+        self.err, self.live = err, live
+        self.name, self.detail = "", ""
+        self.started = time.monotonic()
+        self.phase_started = self.started
+        self._display: Any = None
+        self.times: list[tuple[str, float]] = []
+
+    @contextmanager
+    def phase(self, name: str, detail: str = "") -> Iterator[None]:
+        self.name, self.detail = name, detail
+        self.phase_started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.times.append((name, time.monotonic() - self.phase_started))
+            self._refresh()
+
+    def _refresh(self) -> None:
+        if not self.live:
+            return
+        now = time.monotonic()
+        if self._display is None and now - self.started >= SHOW_AFTER:
+            from rich.console import Console
+            from rich.live import Live
+
+            self._display = Live(self._text(), console=Console(file=self.err, stderr=True), transient=True,
+                                 refresh_per_second=4, get_renderable=self._text)
+            self._display.start()
+
+    def _text(self) -> Any:
+        from rich.text import Text
+
+        elapsed = time.monotonic() - self.phase_started
+        return Text(f"wirestack: {self.name} {self.detail} ({elapsed:.1f} s; Ctrl-C saves the recording unanalysed "
+                    "and quits)", style="dim")
+
+    def tick(self) -> None:
+        """Called from a timer thread: start the display once the analysis outlasts a second."""
+        self._refresh()
+
+    def close(self) -> None:
+        if self._display is not None:
+            self._display.stop()
+            self._display = None
+        if os.environ.get("WIRESTACK_PHASES"):  # phase timings, for benchmarks and profiling
+            total = time.monotonic() - self.started
+            self.err.write("wirestack phases: " + ", ".join(f"{n} {t:.3f}s" for n, t in self.times)
+                           + f"; total {total:.3f}s\n")
+
+
+_saving = False
+
+
+def _on_signal(signum: int, _frame: object) -> None:
+    if _saving:  # a second signal while the recording is saved: go now, leaving nothing half-written
+        files.abandon()
+        os._exit(128 + signum)
+    raise Stop(signum)
+
+
+def answer_signals() -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _on_signal)
+
+
+def analyse(recording: Recording, outputs: Outputs, phases: Phases, with_app_layer: Callable[[Any], Any],
+            force: bool, pending: int = 0) -> Result:
+    """Analyse and write, answering signals as the module docstring says. `pending`: a signal that came while
+    the capture drained (the program had ended): the recording is saved at once."""
+    from ..output.annotate import blocks
+    from ..output.renderers import by_name, render_bytes
+    from ..record.assemble import assemble
+    from ..report import build_report
+
+    global _saving
+    result = Result()
+    answer_signals()
+    ticker = _ticker(phases)
+    pcap_done = False
+    try:
+        if pending:
+            raise Stop(pending)
+        n = f"{len(recording.frames):,} frames, {recording.loader.count:,} calls"
+        with phases.phase("pairing", n):
+            trace, alignment = assemble(recording)
+        if outputs.pcap is not None:
+            trace = replace(trace, capture=replace(trace.capture, file=str(outputs.pcap.path)))
+        with phases.phase("application layer", "(tshark)"):
+            trace = with_app_layer(trace)
+        with phases.phase("facts", f"{len(trace.packets):,} packets, {len(trace.calls):,} calls"):
+            report = build_report(trace, alignment)
+        result.report = report
+        from ..record.runner import pause_for_tests
+
+        pause_for_tests("write")
+        jobs: list[tuple[Target, str]] = []
+        if outputs.pcap is not None:
+            jobs.append((outputs.pcap, "pcapng"))
+        if outputs.json is not None:
+            jobs.append((outputs.json, "json"))
+        jobs += outputs.pictures
+        for target, kind in jobs:
+            with phases.phase("writing", str(target.path)):
+                try:
+                    if kind == "pcapng":
+                        target.write(blocks(report))
+                        pcap_done = True
+                    else:
+                        target.write([render_bytes(by_name(kind), report)])
+                    result.written.append(target.path)
+                except OutputError as exc:
+                    result.error = result.error or str(exc)
+    except Stop as stop:
+        _saving = True
+        result.signum = stop.signum
+        phases.live = False
+        phases.close()
+        if pcap_done:
+            assert outputs.pcap is not None
+            phases.err.write(f"wirestack: interrupted (signal {stop.signum}) while writing: {outputs.pcap.path} is "
+                             f"complete; `wirestack read {outputs.pcap.path} --json FILE` makes the rest\n")
+        elif outputs.pcap is not None:
+            phases.err.write(f"wirestack: interrupted (signal {stop.signum}): saving the recording unanalysed to "
+                             f"{outputs.pcap.path} ({len(recording.frames):,} frames seen); "
+                             f"`wirestack read {outputs.pcap.path}` analyses it\n")
+            phases.err.flush()
+            try:
+                save_unanalysed(recording, outputs.pcap)
+                result.written.append(outputs.pcap.path)
+            except OutputError as exc:
+                result.error = str(exc)
+        else:
+            phases.err.write(f"wirestack: interrupted (signal {stop.signum}): nothing saved (--no-pcap)\n")
+        _saving = False
+    finally:
+        ticker.set()
+        phases.close()
+        outputs.close()
+    return result
+
+
+def save_unanalysed(recording: Recording, target: Target) -> None:
+    """The program's frames (by its ports) and the probe's records, as a pcapng `wirestack read` analyses."""
+    from ..formats import archive, pcapng
+    from ..record.saved import own_frames, recording_doc
+
+    keep = own_frames(recording)
+    f = recording.frames
+    values = archive.recording_values(recording_doc(recording), ((f.times[i], f.data[i]) for i in keep), len(keep))
+    snaplen = max((len(f.data[i]) for i in keep), default=0)
+
+    def chunks() -> Iterator[bytes]:
+        yield pcapng.section_header("wirestack (recording saved unanalysed)", values)
+        yield pcapng.interface_description(recording.linktype, max(snaplen, 65535), recording.interface or "capture")
+        epb = pcapng.enhanced_packet
+        for i in range(0, len(keep), 4096):
+            yield b"".join(epb(f.times[j], f.data[j], f.lengths[j]) for j in keep[i:i + 4096])
+
+    target.write(chunks())
+
+
+def _ticker(phases: Phases) -> Any:
+    """A daemon thread that lets a long phase show itself; returns the event that stops it."""
+    import threading
+
+    done = threading.Event()
+
+    def run() -> None:
+        while not done.wait(0.25):
+            phases.tick()
+
+    if phases.live:
+        threading.Thread(target=run, name="wirestack-progress", daemon=True).start()
+    return done
+
+
+def spool_for(outputs: Outputs) -> Spool | None:
+    return Spool(outputs.pcap.path) if outputs.pcap is not None else None
+
+
+def show(report: Report, out: TextIO, width: int | None, color: bool, all_: bool) -> None:
+    from ..output.text import TextRenderer
+
+    out.write(TextRenderer(width or 100, color, all_).render(report))
+    out.flush()
+
+
+__all__ = ["Outputs", "Phases", "Result", "analyse", "answer_signals", "save_unanalysed", "show", "spool_for"]

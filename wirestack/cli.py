@@ -284,8 +284,15 @@ def _execute(args: argparse.Namespace, runner: Callable[[Any], Any], name: str, 
     from .labs.peers import PeerError
     from .output.files import OutputError, Target, default_path
     from .record.capture import CaptureError
-    from .record.runner import (Interrupted, ProgramError, Stop, defer_signals, deferred_signal, pause_for_tests,
-                                stop_on_signals)
+    from .record.runner import (
+        Interrupted,
+        ProgramError,
+        Stop,
+        defer_signals,
+        deferred_signal,
+        pause_for_tests,
+        stop_on_signals,
+    )
 
     if args.snaplen is not None and args.snaplen < 64:
         return _fail("--snaplen must be at least 64 bytes (headers and wirestack's own end marker)")

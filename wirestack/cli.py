@@ -433,12 +433,10 @@ def _check_extras(args: argparse.Namespace, pcap: Path | None) -> None:
 def _with_app_layer(trace: Any) -> Any:
     from dataclasses import replace
 
-    from .record.tshark import decode
+    from .record.tshark import label_trace
 
-    labels, note = decode(trace.packets, trace.capture.linktype)
-    if labels:
-        trace = replace(trace, packets=tuple(replace(p, app=labels[p.id]) if p.id in labels else p
-                                             for p in trace.packets))
+    packets, note = label_trace(trace.packets, trace.capture.linktype)
+    trace = replace(trace, packets=packets)
     if note:
         trace = replace(trace, notes=(*trace.notes, note))
     return trace

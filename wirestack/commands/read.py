@@ -17,8 +17,6 @@ from ..record import assemble, saved, tshark
 from ..record.capture import Frames
 from ..report import Report, build_report
 
-MAX_LABELLED = 5000  # payload packets of a plain capture given to tshark for their application layer
-
 
 @dataclass(frozen=True)
 class Loaded:
@@ -49,16 +47,10 @@ def load_trace(path: str | Path, decode_app: bool = True) -> tuple[Trace, str | 
         elif cf.error:
             notes.append(f"the file is {cf.error}: what comes before is shown")
         if decode_app:
-            carrying = [p for p in trace.packets if p.payload and p.proto in ("TCP", "UDP")]
-            labels, note = tshark.decode(carrying[:MAX_LABELLED], [p.link for p in carrying[:MAX_LABELLED]])
-            if labels:
-                trace = replace(trace, packets=tuple(replace(p, app=labels[p.id]) if p.id in labels else p
-                                                     for p in trace.packets))
+            packets, note = tshark.label_trace(trace.packets)
+            trace = replace(trace, packets=packets)
             if note:
                 notes.append(note)
-            if len(carrying) > MAX_LABELLED:
-                notes.append(f"the application layer is shown for the first {MAX_LABELLED:,} packets that carry data "
-                             f"(of {len(carrying):,})")
     if notes:
         trace = replace(trace, notes=(*trace.notes, *notes))
     return trace, cf.error

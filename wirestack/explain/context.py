@@ -50,11 +50,20 @@ class Context:
     def linked_exceptions(self) -> list[ExceptionInfo]:
         return linked(self.trace.exception)
 
+    @cached_property
+    def _calls_of(self) -> dict[tuple[int, ...], list[Call]]:
+        return {}
+
     def calls_of(self, end: End) -> list[Call]:
-        out: list[Call] = []
-        for s in end.sockets:
-            out += self.by_socket.get(s, [])
-        return sorted(out, key=lambda c: (c.start_ns, c.id))
+        """The calls of an end's sockets in time order (computed once per set of sockets: rules ask per packet)."""
+        found = self._calls_of.get(end.sockets)
+        if found is None:
+            out: list[Call] = []
+            for s in end.sockets:
+                out += self.by_socket.get(s, [])
+            found = self._calls_of[end.sockets] = sorted(out, key=lambda c: (c.start_ns, c.id)) \
+                if len(end.sockets) > 1 else out
+        return found
 
     def call_of(self, packet: Packet, socket_ids: Sequence[int], side: str) -> Call | None:
         """The call of one of these sockets that sent ("out") or observed ("in") the packet."""

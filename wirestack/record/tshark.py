@@ -183,3 +183,39 @@ def decode(packets: Sequence[Packet], links: Sequence[int] | int = 1,
         first = next((ln for ln in done.stderr.splitlines() if ln and not ln.startswith("Running as")), "")
         return {}, f"tshark could not decode the application layer (exit {done.returncode}: {first})"
     return parse_fields(done.stdout, [p.id for p in packets]), None
+
+
+PER_FLOW_HEAD, PER_FLOW_TAIL, MAX_LABELLED = 32, 16, 5000  # payload packets labelled: each flow's first and last
+
+
+def chosen(packets: Sequence[Packet]) -> tuple[list[Packet], int]:
+    """The payload packets worth a tshark pass: each flow's first 32 and last 16 (a loop of 100,000 datagrams
+    tells its lesson in the first), at most 5,000 in all; and how many payload packets were left out. Pure."""
+    flows: dict[frozenset[tuple[str, int]], list[Packet]] = {}
+    carrying = 0
+    for p in packets:
+        if p.payload and p.proto in ("TCP", "UDP"):
+            carrying += 1
+            flows.setdefault(frozenset({(p.src, p.sport), (p.dst, p.dport)}), []).append(p)
+    picked: list[Packet] = []
+    for ps in flows.values():
+        picked += ps if len(ps) <= PER_FLOW_HEAD + PER_FLOW_TAIL else ps[:PER_FLOW_HEAD] + ps[-PER_FLOW_TAIL:]
+    picked.sort(key=lambda p: p.id)
+    picked = picked[:MAX_LABELLED]
+    return picked, carrying - len(picked)
+
+
+def label_trace(packets: Sequence[Packet], link: int | None = None) -> tuple[tuple[Packet, ...], str | None]:
+    """`packets` with the application-layer labels of the chosen ones (`chosen`), and a note (tshark missing or
+    failing, or packets left unlabelled)."""
+    from dataclasses import replace
+
+    picked, left = chosen(packets)
+    if not picked:
+        return tuple(packets), None
+    labels, note = decode(picked, link if link is not None else [p.link for p in picked])
+    out = tuple(replace(p, app=labels[p.id]) if p.id in labels else p for p in packets) if labels else tuple(packets)
+    if left and note is None:
+        note = (f"the application layer is shown for {len(picked):,} of the {len(picked) + left:,} packets that "
+                f"carry data (each flow's first {PER_FLOW_HEAD} and last {PER_FLOW_TAIL})")
+    return out, note

@@ -12,14 +12,19 @@ from . import rule
 
 @rule
 def drops(ctx: Context) -> Iterator[Fact]:
+    answers: dict[int, dict[str, str]] = {}  # flow -> skb address -> what the kernel sent for it (first one)
     for ev in ctx.trace.kernel:
         link = ctx.kernel.links.get(ev.id)
         if ev.event != "kfree_skb" or link is None:
             continue
-        twins = [ctx.events[k] for k in ctx.kernel.for_flow(link.flow)] if link.flow is not None else []
-        caused = next(("RST" if t.event == "tcp_send_reset" else "ICMP" for t in twins
-                       if t.event in ("tcp_send_reset", "icmp_send") and t.fields.get("skbaddr")
-                       == ev.fields.get("skbaddr")), "")
+        if link.flow is not None and link.flow not in answers:
+            sent: dict[str, str] = {}
+            for k in ctx.kernel.for_flow(link.flow):
+                t = ctx.events[k]
+                if t.event in ("tcp_send_reset", "icmp_send") and t.fields.get("skbaddr"):
+                    sent.setdefault(t.fields["skbaddr"], "RST" if t.event == "tcp_send_reset" else "ICMP")
+            answers[link.flow] = sent
+        caused = answers.get(link.flow, {}).get(ev.fields.get("skbaddr", ""), "") if link.flow is not None else ""
         yield Drop(reason=ev.fields.get("reason", ""), location=ev.fields.get("location", "").split("+")[0],
                    caused=caused, packets=link.packets, kernel=(ev.id,), flow=link.flow, sockets=link.sockets,
                    calls=(link.call,) if link.call else (), time_ns=ev.time_ns)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from ...core.pairing import CONNECTS, DNS_PORT, RECVS
-from ...model import TIMEOUT, Packet
+from ...model import TIMEOUT, Call, Packet
 from ..context import Context
 from ..facts import Datagrams, Fact, IcmpError, LoneIcmp
 from ..scene import End
@@ -66,6 +66,8 @@ def _icmp(ctx: Context, rows: list[tuple[Packet, str]], errors: list[Packet], a:
     """Each ICMP error with the datagram it quotes: the latest one from the quoted sender before it, found by
     one merged walk in time order (O(n), not a scan per error)."""
     last: dict[tuple[str, int], Packet] = {}
+    connected: dict[int, bool] = {}  # by id(end): whether an end's sockets ever connect()ed
+    timeouts: dict[int, list[Call]] = {}  # by id(end): its recv calls that timed out, in time order
     merged = sorted([(p.time_ns, 0, p) for p, _ in rows] + [(p.time_ns, 1, p) for p in errors],
                     key=lambda x: (x[0], x[1], x[2].id))
     for _, is_error, p in merged:
@@ -82,11 +84,13 @@ def _icmp(ctx: Context, rows: list[tuple[Packet, str]], errors: list[Packet], a:
         told, error, timed_out = "", "", None
         if learner is not None and learner.errno is not None:
             told, error = "call", learner.fault.name if learner.fault else ""
-        elif sender.traced and not any(c.op in CONNECTS for c in ctx.calls_of(sender)):
+        elif sender.traced and not _connected(ctx, sender, connected):
             told = "unconnected"
             learner = None
-            timed_out_call = next((c for c in ctx.calls_of(sender) if c.op in RECVS and c.fault is not None
-                                   and c.fault.namespace == TIMEOUT and c.end_ns >= p.time_ns), None)
+            if id(sender) not in timeouts:
+                timeouts[id(sender)] = [c for c in ctx.calls_of(sender) if c.op in RECVS and c.fault is not None
+                                        and c.fault.namespace == TIMEOUT]
+            timed_out_call = next((c for c in timeouts[id(sender)] if c.end_ns >= p.time_ns), None)
             timed_out = timed_out_call.id if timed_out_call else None
         else:
             learner = None
@@ -99,3 +103,9 @@ def _icmp(ctx: Context, rows: list[tuple[Packet, str]], errors: list[Packet], a:
                         told=told, learner=learner.id if learner else None, error=error, timed_out=timed_out,
                         proto=proto, packets=((datagram.id,) if datagram else ()) + (p.id,), calls=calls, flow=flow,
                         sockets=sender.sockets, kernel=ctx.kernel.for_packet(p.id), time_ns=p.time_ns)
+
+
+def _connected(ctx: Context, end: End, memo: dict[int, bool]) -> bool:
+    if id(end) not in memo:
+        memo[id(end)] = any(c.op in CONNECTS for c in ctx.calls_of(end))
+    return memo[id(end)]

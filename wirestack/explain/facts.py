@@ -101,8 +101,9 @@ class Refused(Fact):
     delay_ns: int
     copies: int = 1  # SYNs sent
     reason: str = ""  # the kernel's tcp_send_reset reason, where recorded (NO_SOCKET ...)
-    call: int | None = None  # the connect() that failed with it
+    call: int | None = None  # the call that failed with it (or returned it: connect_ex, getsockopt SO_ERROR)
     error: str = ""  # that call's error name
+    pending: int | None = None  # a non-blocking connect() that had returned EINPROGRESS (it did not fail)
 
     def claims(self) -> Iterator[Claim]:
         return _ends((self.syn, self.client.addr, "SYN"), (self.rst, self.server.addr, "RST"))

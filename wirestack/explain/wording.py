@@ -119,8 +119,12 @@ def _refused(f: F.Refused, w: Words) -> str:
     else:
         text += f"nothing accepted connections on {addr(f.server.addr)} (no listening socket there, or a firewall " \
                 "that rejects with RST)"
+    if f.pending is not None:
+        text += f"; the non-blocking {w.op(f.pending)} had returned EINPROGRESS (in progress, not an error)"
     if f.call is not None:
-        text += f"; {w.op(f.call)} failed with {w.error(f.call)}"
+        call = w.calls.get(f.call)
+        verb = "failed with" if call is not None and call.fault is not None else "returned"
+        text += f"{', then' if f.pending is not None else ';'} {w.op(f.call)} {verb} {w.error(f.call)}"
     return text
 
 

@@ -25,6 +25,7 @@ from ..facts import (
 )
 from ..scene import Connection, first_ack
 from . import rule
+from .calls import WAITS
 
 
 def pattern(waits: tuple[int, ...]) -> str:
@@ -82,11 +83,16 @@ def _handshake(ctx: Context, c: Connection) -> Iterator[Fact]:
         resets = ctx.kernel_of_packet(rst.id, "tcp_send_reset")
         reason = resets[0].fields.get("reason", "") if resets else ""
         met = ctx.call_of(rst, c.client.sockets, "in") if c.client.traced else None
-        failed = met if met is not None and met.failed else connect
+        failed = met if met is not None and (met.failed or met.reported) else connect
+        pending = connect if connect is not None and connect.errno in WAITS else None  # non-blocking
+        if failed is not None and failed.errno in WAITS:  # EINPROGRESS is not the failure: who learnt of it?
+            failed = next((x for x in ctx.calls_of(c.client) if x.start_ns >= failed.start_ns and x is not failed
+                           and (x.reported or (x.failed and x.errno not in WAITS))), None)
+        called = tuple(x.id for x in (pending, failed) if x is not None)
         yield Refused(client=c.client, server=c.server, syn=syn.id, rst=rst.id, delay_ns=rst.time_ns - syn.time_ns,
                       copies=len(syns), reason=reason, call=failed.id if failed is not None else None,
-                      error=_err(failed) or (_reported(failed)), packets=(syn.id, rst.id),
-                      calls=(failed.id,) if failed is not None else (), kernel=tuple(e.id for e in resets), **base)
+                      error=_err(failed) or (_reported(failed)), pending=pending.id if pending else None,
+                      packets=(syn.id, rst.id), calls=called, kernel=tuple(e.id for e in resets), **base)
     elif c.outcome == "established" and c.synacks:
         synack = c.synacks[0]
         syn = max((p for p in syns if p.time_ns <= synack.time_ns), key=lambda p: p.time_ns, default=syns[0])

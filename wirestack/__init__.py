@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = ["Alignment", "Call", "ExceptionInfo", "Frame", "Packet", "Report", "Trace", "Tracing", "align",
            "build_report", "render_text", "to_json", "trace", "__version__"]
 
 _HOMES = {"Call": "model", "ExceptionInfo": "model", "Frame": "model", "Packet": "model", "Trace": "model",
-          "Alignment": "pairing", "align": "pairing", "Report": "report", "build_report": "report",
-          "to_json": "report", "render_text": "render", "trace": "api", "Tracing": "api"}
+          "Alignment": "core.pairing", "align": "core.pairing", "Report": "report", "build_report": "report",
+          "to_json": "output.json", "render_text": "output.text", "trace": "api", "Tracing": "api"}
 
 
 def __getattr__(name: str) -> Any:

@@ -323,6 +323,7 @@ def nobody_lib() -> Iterator[Path]:
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     for parent in (lib / "wirestack", lib / "wirestack" / "labs"):
         (parent / "__init__.py").write_text("")
+    shutil.copyfile(ROOT / "wirestack" / "errors.py", lib / "wirestack" / "errors.py")  # the error tree it raises
     for path in [folder, *folder.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
         os.chown(path, NOBODY_UID, NOBODY_UID)

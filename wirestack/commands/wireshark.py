@@ -14,15 +14,12 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from ..errors import WiresharkError as WiresharkError
 from ..output.files import OutputError, invoking_user, write
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 LUA = "wirestack.lua"
 PERSONAL_LUA = Path(".local") / "lib" / "wireshark" / "plugins"
-
-
-class WiresharkError(Exception):
-    """One line for the user."""
 
 
 def lua_path() -> Path:

@@ -47,7 +47,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from .. import __version__
+from .._version import __version__
+from ..errors import ArchiveError as ArchiveError
 from ..model import NAMESPACES, Call, CaptureInfo, ExceptionInfo, Fault, Frame, KernelEvent, Packet, Process, Trace
 
 FORMAT = 2
@@ -58,10 +59,6 @@ CHUNK = 60_000  # data bytes per option (an option's value is at most 65,535 byt
 _HEAD = struct.Struct(">4sBHH")
 MAX_DEPTH = 64
 MAX_TEXT = 100_000
-
-
-class ArchiveError(Exception):
-    """The trace in the file cannot be read; the message is one line for the user."""
 
 
 # -- encoding --------------------------------------------------------------------------------------------------

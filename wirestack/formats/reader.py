@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.dissect import dissect
+from ..errors import ReadError as ReadError
 from ..model import CaptureInfo, Packet, Trace
 from . import archive
 
@@ -24,10 +25,6 @@ PCAPNG_SHB = 0x0A0D0D0A
 _PCAP_MAGICS = {  # magic as read little-endian -> (byte order, nanosecond resolution)
     0xA1B2C3D4: ("<", False), 0xD4C3B2A1: (">", False), 0xA1B23C4D: ("<", True), 0x4D3CB2A1: (">", True),
 }
-
-
-class ReadError(Exception):
-    """The file cannot be read at all; the message is one line for the user."""
 
 
 @dataclass

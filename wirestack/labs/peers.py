@@ -41,6 +41,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..errors import PeerError as PeerError
+
 KINDS = ("closed", "closed-udp", "backlog", "reset", "eof", "banner", "smtp", "http")
 RESERVING = ("closed", "closed-udp")  # kinds that only provide a port where nothing listens
 BANNER = b"220 wirestack.peer ESMTP (a wirestack peer)\r\n"
@@ -49,10 +51,6 @@ POLL = 0.1  # seconds: how often loops look at the stop flag
 READY_TIMEOUT = 10.0
 _ROOT = str(Path(__file__).resolve().parent.parent.parent)
 _BOOT = "import sys; sys.path.insert(0, {root!r}); from wirestack.labs.peers import main; main()"
-
-
-class PeerError(Exception):
-    """The peer could not start; the message is one line for the user."""
 
 
 # -- the CLI's side ------------------------------------------------------------------------------------------

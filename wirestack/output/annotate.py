@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from .. import __version__
+from .._version import __version__
 from ..formats import archive, pcapng
 from ..model import ERRNO, Call
 from ..report import Report

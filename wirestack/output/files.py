@@ -21,11 +21,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import OutputError as OutputError
+
 DEFAULT_DIR = "captures"
-
-
-class OutputError(Exception):
-    """An output file cannot be written; the message is one line for the user."""
 
 
 def invoking_user() -> tuple[int, int] | None:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .. import __version__
+from .._version import __version__
 from ..core.layers import layer_of
 from ..explain.facts import Fact, kind_of
 from ..explain.wording import Words, sentence

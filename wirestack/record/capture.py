@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..core.dissect import LINKTYPE_ETHERNET, LINKTYPE_RAW
+from ..errors import CaptureError as CaptureError
 
 if TYPE_CHECKING:
     import subprocess
@@ -52,10 +53,6 @@ _INBOUND_BPF = [(0x20, 0, 0, 0xFFFFF004), (0x15, 0, 1, PACKET_OUTGOING), (0x06, 
 BUFFER_BYTES = 64 << 20
 SNAPLEN = 262144
 MAX_PACKETS = 5_000_000  # the default cap: about 1 GB of memory by the time it is reached
-
-
-class CaptureError(Exception):
-    """Capture could not start; the message is one line for the user."""
 
 
 @dataclass

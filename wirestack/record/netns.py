@@ -20,6 +20,8 @@ import socket
 import struct
 import sys
 
+from ..errors import NamespaceError as NamespaceError
+
 CLONE_NEWUSER, CLONE_NEWNET = 0x10000000, 0x40000000
 PR_SET_PDEATHSIG = 1
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
@@ -28,10 +30,6 @@ INSIDE = "WIRESTACK_IN_NETNS"
 REFUSED = ("the kernel refused a private user + network namespace (look at kernel.unprivileged_userns_clone, "
            "user.max_user_namespaces, kernel.apparmor_restrict_unprivileged_userns): run wirestack with sudo "
            "instead")
-
-
-class NamespaceError(Exception):
-    """The namespace could not be made; the message is one line for the user."""
 
 
 def inside() -> bool:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import ProgramError as ProgramError
 from . import items as layout
 from . import tracefs
 from .capture import MAX_PACKETS, SNAPLEN, Frames
@@ -66,10 +67,6 @@ class Client:
             return self.source
         head = {"script": [], "module": ["-m"], "command": ["-c"]}[self.mode]
         return " ".join(shlex.quote(a) for a in ["python", *head, self.target, *self.args])
-
-
-class ProgramError(Exception):
-    """The program could not start (an interpreter wirestack cannot serve...); one line for the user."""
 
 
 class Stop(BaseException):

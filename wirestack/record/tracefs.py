@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import KernelOff as KernelOff
 from ..model import KernelEvent
 
 MOUNT = Path("/sys/kernel/tracing")
@@ -42,10 +43,6 @@ NET_EVENTS = ("sock/inet_sock_set_state", "tcp/tcp_send_reset", "tcp/tcp_receive
 
 _SERIAL = itertools.count(1)
 BUFFER_KB = 8192  # per CPU
-
-
-class KernelOff(Exception):
-    """The kernel layer cannot be recorded; the message says why, in one line."""
 
 
 @dataclass

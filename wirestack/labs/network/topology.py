@@ -58,6 +58,7 @@ from dataclasses import dataclass, field
 from types import FrameType, TracebackType
 from typing import Any, TypeVar
 
+from ...errors import NetworkError as NetworkError
 from .firewall import Masquerade, Rule, ruleset
 
 T = TypeVar("T")
@@ -124,10 +125,6 @@ sys.stdout.write("ready\n"); sys.stdout.flush()
 sys.stdin.read()
 sweep()
 """
-
-
-class NetworkError(Exception):
-    """The topology cannot be described, brought up or torn down; the message is one line for the user."""
 
 
 @dataclass(frozen=True)

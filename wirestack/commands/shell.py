@@ -39,7 +39,7 @@ from typing import Any
 from ..model import Trace
 from ..record import tracefs
 from ..record.capture import CaptureError, Frames
-from ..record.console import CHANNEL, HOME, KIND, Channel
+from ..record.console import CHANNEL, HOME, KIND, Channel, shown_name
 from ..record.items import DESCRIPTIONS
 from ..record.loader import Loader
 from ..record.runner import MIN_PYTHON, Client, Hook, ProgramError, PythonInfo, Reader, Recording, python_info
@@ -169,6 +169,8 @@ class SessionLog(Loader):
                 key = (item[1], item[2])
                 if item[3] or key not in self.lines:  # the console's own text wins over linecache's nothing
                     self.lines[key] = item[3]
+            elif item[0] == "code" and len(item) == 4 and isinstance(item[2], str):
+                self.descriptions.append((*item[:2], shown_name(item[2]), item[3]))  # as the traceback names it
             else:
                 self.descriptions.append(item)
         elif isinstance(item, dict) and item.get("kind") == "input":

@@ -22,6 +22,7 @@ write the session's capture so far.
 from __future__ import annotations
 
 import code
+import linecache
 import marshal
 import os
 import signal
@@ -37,6 +38,7 @@ CHANNEL = "WIRESTACK_CONSOLE"  # the channel's file descriptor
 HOME = "WIRESTACK_HOME"  # the folder wirestack's own package is in (for `wire.report`)
 KIND = "WIRESTACK_CONSOLE_KIND"  # "code" or "ipython"
 FILENAME = "<stdin>"
+NUMBERED = sys.version_info >= (3, 13) and hasattr(linecache, "_register_code")  # see TracedConsole.runsource
 _HEAD = struct.Struct(">II")
 
 
@@ -165,6 +167,7 @@ class Session:
         frames = [(tb.tb_frame.f_code, tb.tb_lineno) for tb in _entries(exc.__traceback__)
                   if not self.probe.is_hidden(tb.tb_frame)]
         for entry, (c, line) in zip(record.get("frames", ()), frames, strict=False):
+            entry["file"] = shown_name(str(entry.get("file", "")))
             lines = self._lines.get(id(c))
             if lines is not None and not entry.get("code") and 0 < line <= len(lines):
                 entry["code"] = lines[line - 1].strip()[:500]
@@ -175,6 +178,11 @@ class Session:
         if isinstance(subs, tuple) and len(group) == len(subs):
             for sub_record, sub in zip(group, subs, strict=True):
                 self._fill(sub_record, sub if isinstance(sub, BaseException) else None)
+
+
+def shown_name(file: str) -> str:
+    """A file name as Python's traceback shows it: "<stdin>-3" (an input of python's 3.13 prompt) as "<stdin>"."""
+    return FILENAME if file.startswith(FILENAME + "-") and file[len(FILENAME) + 1:].isdigit() else file
 
 
 def _entries(tb: TracebackType | None) -> Iterator[TracebackType]:
@@ -264,10 +272,26 @@ class TracedConsole(code.InteractiveConsole):
         super().__init__(namespace, filename=FILENAME)
         self.session = session
         self._source = ""
+        self._numbered = 0
 
     def runsource(self, source: str, filename: str = "<input>", symbol: str = "single") -> bool:
         self._source = source
-        return super().runsource(source, filename, symbol)
+        if not NUMBERED:
+            return super().runsource(source, filename, symbol)
+        # As python's own prompt does from 3.13 on: each input compiled as "<stdin>-N", its source registered in
+        # linecache under that name (tracebacks show it, named "<stdin>"); syntax errors still say "<stdin>".
+        name = f"{FILENAME}-{self._numbered}"
+        try:
+            compiled = self.compile(source, name, symbol)
+        except (OverflowError, SyntaxError, ValueError):
+            self.showsyntaxerror(filename)
+            return False
+        if compiled is None:
+            return True
+        linecache._register_code(name, source, FILENAME)  # type: ignore[attr-defined]
+        self._numbered += 1
+        self.runcode(compiled)
+        return False
 
     def runcode(self, code: CodeType) -> None:  # noqa: A002  (the name code.InteractiveConsole gives it)
         session = self.session

@@ -169,10 +169,7 @@ def test_a_burst_is_captured_completely_once_and_drained_without_waiting(member:
 @pytest.mark.capture
 def test_run_as_the_member_captures_with_dumpcap_and_says_so(member: Member) -> None:
     shutil.copy(TARGETS / "whoami.py", member.folder / "work" / "whoami.py")
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    port = str(probe.getsockname()[1])
-    probe.close()
+    port = str(_closed_port())
     done = member.wirestack("run", "--json", "r.json", "-w", "r.pcapng", "whoami.py", port)
     assert done.returncode == 0, done.stderr
     data = json.loads((member.folder / "work" / "r.json").read_text())
@@ -233,3 +230,55 @@ def test_stream_refuses_what_is_not_pcapng() -> None:
     with pytest.raises(CaptureError, match="not pcapng"):
         stream.blocks(lambda t, n, d: False)
 
+
+
+@pytest.mark.capture
+def test_shell_as_the_member_captures_with_dumpcap(member: Member) -> None:
+    import pexpect
+
+    port = _closed_port()
+    child = pexpect.spawn(member.python[0], [*member.python[1:], "-m", "wirestack", "shell", "--no-color", "--width",
+                                             "200", "-w", "s.pcapng"],
+                          cwd=str(member.folder / "work"), encoding="utf-8", timeout=60, dimensions=(60, 200))
+    child.expect_exact(">>> ")
+    assert f"(dumpcap ({member.dumpcap}), reading its pcapng from a pipe)" in str(child.before)
+    child.sendline(f"import socket; socket.socket().connect(('127.0.0.1', {port}))")
+    child.expect_exact(">>> ")
+    out = str(child.before)
+    assert "ConnectionRefusedError" in out and f"note: capture: dumpcap ({member.dumpcap})" in out
+    child.sendline("[p.flags for p in wire.packets]")
+    child.expect_exact(">>> ")
+    assert "['S', 'RA']" in str(child.before)
+    child.sendeof()
+    child.expect(pexpect.EOF)
+    assert "wirestack: wrote s.pcapng (2 inputs, 2 packets)" in str(child.before)
+    assert (member.folder / "work" / "s.pcapng").stat().st_size > 0
+
+
+@pytest.mark.capture
+def test_a_notebook_kernel_of_the_member_captures_with_dumpcap(member: Member) -> None:
+    # the kernel's choice (wirestack.ipython), made as the member; IPython itself is not needed for it
+    port = _closed_port()
+    data = member.run(f"""
+import json, socket, time
+from wirestack.core.dissect import dissect
+from wirestack.ipython import Cell, Session, _open_capture
+session = Session()
+session.capture, session.how = _open_capture("auto", "lo")
+cell = Cell(1, "", time.time_ns())
+socket.socket().connect_ex(("127.0.0.1", {port}))
+session._drain(cell)
+session.stop()
+flags = [p.flags for p in (dissect(i + 1, t, d, 1, n) for i, (t, n, d) in
+         enumerate(zip(cell.frames.times, cell.frames.lengths, cell.frames.data))) if {port} in (p.sport, p.dport)]
+print(json.dumps([session.how, flags]))
+""")
+    assert data == [f"capture: dumpcap ({member.dumpcap}), reading its pcapng from a pipe", ["S", "RA"]]
+
+
+def _closed_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port: int = s.getsockname()[1]
+    s.close()
+    return port

@@ -109,13 +109,14 @@ def test_every_field_of_the_model_is_stored() -> None:
 
     c = replace(call(3, "connect", 0, 5, errno=111, stack=SEED_STACK, args={"address": ["::1", 25], "n": {"a": 1}},
                      result=[1, "x"]), family="AF_INET6", pid=42, tid=43)
-    trace = replace(_trace(), calls=(c,), exception=refused(3))
+    event = KernelEvent(1, 7, "tcp_send_reset", 43, {"reason": "NO_SOCKET"}, 42)
+    trace = replace(_trace(), calls=(c,), exception=refused(3), kernel=(event,))
     doc = archive._trace_doc(trace)
     stored = set(doc) - {"frames"}
     assert stored == {f.name for f in dataclasses.fields(Trace)} - {"packets"}
     assert len(doc["calls"][0]) == len(dataclasses.fields(Call))
     assert set(doc["exception"]) == {f.name for f in dataclasses.fields(ExceptionInfo)}
-    assert len(doc["kernel"]) == 0 and len(dataclasses.fields(KernelEvent)) == 5
+    assert len(doc["kernel"][0]) == len(dataclasses.fields(KernelEvent))
     assert archive.trace_from_doc(doc, trace.packets) == trace
 
 

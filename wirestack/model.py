@@ -173,13 +173,15 @@ class ExceptionInfo:
 class KernelEvent:
     """One kernel tracepoint hit (see `wirestack.record.tracefs`): `event` is the tracepoint's name
     ("inet_sock_set_state", "tcp_send_reset", "sys_enter_connect", "sys_exit_connect", ...), `tid` the thread
-    the kernel ran it in (a softirq runs in whichever thread was current), `fields` its values as printed."""
+    the kernel ran it in (a softirq runs in whichever thread was current), `pid` that thread's process (0 where
+    the trace did not record it), `fields` its values as printed."""
 
     id: int
     time_ns: int
     event: str
     tid: int
     fields: dict[str, str] = field(default_factory=dict)
+    pid: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -403,4 +403,4 @@ def select(events: Iterable[KernelEvent], calls: Sequence[Call], packets: Sequen
                 skbs.add(ev.fields["skbaddr"])
     kept += [ev for ev in later if ev.fields.get("skbaddr") in skbs]
     kept.sort(key=lambda e: (e.time_ns, e.id))
-    return [KernelEvent(i, e.time_ns, e.event, e.tid, e.fields) for i, e in enumerate(kept, 1)]
+    return [KernelEvent(i, e.time_ns, e.event, e.tid, e.fields, e.pid) for i, e in enumerate(kept, 1)]

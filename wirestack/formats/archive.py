@@ -23,7 +23,7 @@ bytes, hence the chunks; 32473 is the Private Enterprise Number RFC 5612 reserve
                           fault | null, local, remote, args, result, pid, tid]],
                "exception": null | {type, message, frames: [frame index...], fault, call, cause, context,
                                     suppress_context, group, pid},
-               "kernel": [[id, time_ns, event, tid, {field: value}]]},
+               "kernel": [[id, time_ns, event, tid, {field: value}, pid]]},
      "packets": {"count": N, "digest": sha256 hex of (time_ns, caplen, bytes) of every packet, "app": {id: label}}}
 
 A fault is [namespace, type, message, code, name, library, reason, detail].
@@ -101,7 +101,7 @@ def _trace_doc(trace: Trace) -> dict[str, Any]:
         "processes": [[p.pid, p.traced, list(p.argv), p.parent, p.how] for p in trace.processes],
         "frames": [[f.file, f.line, f.function, f.code, f.instance] for f in frames],
         "calls": calls, "exception": exception,
-        "kernel": [[k.id, k.time_ns, k.event, k.tid, k.fields] for k in trace.kernel],
+        "kernel": [[k.id, k.time_ns, k.event, k.tid, k.fields, k.pid] for k in trace.kernel],
     }
 
 
@@ -313,10 +313,11 @@ def _trace(d: dict[str, Any], packets: Sequence[Packet]) -> Trace:
 
     kernel = []
     for k in d.get("kernel", []):
-        if not isinstance(k, list) or len(k) != 5 or not isinstance(k[4], dict):
+        if not isinstance(k, list) or len(k) not in (5, 6) or not isinstance(k[4], dict):
             raise _Bad
         kernel.append(KernelEvent(_int(k[0], 1), _int(k[1], 0), _str(k[2], 64), _int(k[3]),
-                                  {_str(a, 64): _str(b, 400) for a, b in list(k[4].items())[:64]}))
+                                  {_str(a, 64): _str(b, 400) for a, b in list(k[4].items())[:64]},
+                                  _int(k[5], 0, 1 << 31) if len(k) == 6 else 0))
     processes = []
     for p in d.get("processes", []):
         if not isinstance(p, list) or len(p) != 5 or not isinstance(p[2], list):

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ..core import admission, unseen
 from ..core import kernel as kernel_events
-from ..core import unseen
 from ..core.chains import linked
 from ..core.dissect import dissect
 from ..core.pairing import Alignment, align, endpoints, index_endpoints, nearby
@@ -59,11 +59,16 @@ def assemble(rec: Recording) -> tuple[Trace, Alignment]:
     kernel: tuple[Any, ...] = ()
     if rec.kernel_text:
         events = tracefs.parse(rec.kernel_text)
+        if rec.guarded:
+            packets, alignment = _admitted(calls, rec, events, packets, alignment, notes)
         if unseen.unseen_notes(notes):  # calls the probe could not see: their flows as the kernel tells them
             more = _with_kernel_flows(calls, rec, events, packets)
             if more is not packets:
                 packets, alignment = more, align(calls, more)
         kernel = tuple(kernel_events.select(events, calls, packets))
+    elif rec.guarded and packets:
+        notes.append("without the kernel layer, which connections are the program's rests on its own records "
+                     "(a program could name another's; see docs/trust.md)")
     faults = {(c.fault.namespace, c.fault.code) for c in calls if c.fault is not None and c.fault.code is not None}
     faults |= {(e.fault.namespace, e.fault.code) for e in linked(exception)
                if e.fault is not None and e.fault.code is not None}
@@ -74,6 +79,26 @@ def assemble(rec: Recording) -> tuple[Trace, Alignment]:
     return Trace(rec.client.title, rec.client.shown, packets, calls, exception, info, rec.started_ns,
                  _exit_code(rec.returncode), tuple(notes), defines(faults), kernel, rec.kernel_off,
                  tuple(processes), True, rec.python), alignment
+
+
+def _admitted(calls: Sequence[Call], rec: Recording, events: Sequence[Any], packets: tuple[Packet, ...],
+              alignment: Alignment, notes: list[str]) -> tuple[tuple[Packet, ...], Alignment]:
+    """The packets without the TCP connections the kernel shows none of the program's processes opening or
+    accepting (`core.admission`), and their alignment."""
+    evidence = admission.Evidence.of(events, admission.program_tasks(events, rec.pid))
+    refused = set(admission.refused_flows(alignment.flows, alignment, packets, evidence))
+    if any(f.proto == "UDP" for f in alignment.flows.flows):
+        notes.append("UDP conversations are the program's by its own records: the kernel layer does not see "
+                     "datagram calls (see docs/trust.md)")
+    if not refused:
+        return packets, alignment
+    shown = sorted(f"{f.a[0]}:{f.a[1]} → {f.b[0]}:{f.b[1]}" for f in alignment.flows.flows if f.id in refused)
+    notes.append(f"{len(refused)} TCP connection{'s' if len(refused) > 1 else ''} that the program's records "
+                 f"name were left out, with their packets: the kernel saw none of its processes open or accept "
+                 f"{'them' if len(refused) > 1 else 'it'} ({', '.join(shown[:5])}{' …' if len(shown) > 5 else ''})")
+    kept = [renumber(p, n) for n, p in enumerate((p for p in packets if alignment.flows.of_packet.get(p.id)
+                                                  not in refused), 1)]
+    return tuple(kept), align(calls, kept)
 
 
 def _probe_notes(loader: Loader) -> list[str]:

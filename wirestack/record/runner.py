@@ -137,6 +137,7 @@ class Recording:
     python: str = ""
     frameless: bool = True
     signum: int = 0
+    guarded: bool = False  # the program ran as a less privileged user than the capture (see core.admission)
 
 
 class Interrupted(Exception):
@@ -382,7 +383,7 @@ def run_traced(client: Client, interface: str = "lo", timeout: float | None = 12
     recording = Recording(client, interface, capture.frames, capture.linktype, len(capture.frames) + capture.over,
                           capture.dropped,
                           loader, started, returncode, pid, kernel_text, "" if recorder else kernel_off, notes,
-                          ".".join(map(str, info.version)), hook.frameless, signum)
+                          ".".join(map(str, info.version)), hook.frameless, signum, user is not None)
     if signum:
         raise Interrupted(recording, signum)
     return recording

@@ -36,7 +36,7 @@ MOUNT = Path("/sys/kernel/tracing")
 SYS_EVENTS = ("syscalls/sys_enter_connect", "syscalls/sys_exit_connect", "syscalls/sys_enter_accept4",
               "syscalls/sys_exit_accept4", "syscalls/sys_enter_accept", "syscalls/sys_exit_accept",
               "syscalls/sys_enter_close", "syscalls/sys_exit_close")
-NET_EVENTS = ("sock/inet_sock_set_state", "tcp/tcp_send_reset", "tcp/tcp_receive_reset",
+NET_EVENTS = ("sched/sched_process_fork", "sock/inet_sock_set_state", "tcp/tcp_send_reset", "tcp/tcp_receive_reset",
               "sock/inet_sk_error_report", "tcp/tcp_retransmit_skb", "tcp/tcp_retransmit_synack",
               "skb/kfree_skb", "icmp/icmp_send")
 
@@ -73,6 +73,7 @@ class Recorder:
             # failure is, rather than its end.
             _write(folder / "buffer_size_kb", str(BUFFER_KB))
             _write(folder / "options" / "overwrite", "0")
+            _write(folder / "options" / "record-tgid", "1")  # each line names its thread's process too
             missing = [e for e in SYS_EVENTS + NET_EVENTS if not (folder / "events" / e).is_dir()]
             if missing:
                 raise KernelOff(f"kernel layer off: this kernel has no tracepoint {missing[0]}")
@@ -233,8 +234,8 @@ def instances() -> list[str]:
     return sorted(p.name for p in folder.glob("wirestack-*")) if folder.is_dir() else []
 
 
-_LINE = re.compile(r"^\s*(?P<comm>.*?)-(?P<pid>\d+)\s+(?:\(\s*[\d-]+\)\s+)?\[(?P<cpu>\d+)\]\s+(?P<flags>\S+)\s+"
-                   r"(?P<sec>\d+)\.(?P<usec>\d{6}):\s(?P<body>.*)$")
+_LINE = re.compile(r"^\s*(?P<comm>.*?)-(?P<pid>\d+)\s+(?:\(\s*(?P<tgid>[\d-]+)\)\s+)?\[(?P<cpu>\d+)\]\s+"
+                   r"(?P<flags>\S+)\s+(?P<sec>\d+)\.(?P<usec>\d{6}):\s(?P<body>.*)$")
 _ENTER = re.compile(r"^sys_(?P<name>\w+)\((?P<args>.*)\)$")
 _EXIT = re.compile(r"^sys_(?P<name>\w+) -> (?P<ret>0x[0-9a-f]+)$")
 _EVENT = re.compile(r"^(?P<name>\w+): (?P<rest>.*)$")
@@ -265,14 +266,16 @@ def parse(text: str, offset_ns: int = 0) -> list[KernelEvent]:
             continue
         t = int(m["sec"]) * 1_000_000_000 + int(m["usec"]) * 1000 - offset_ns
         tid, body = int(m["pid"]), m["body"]
+        tgid = m["tgid"]
+        pid = int(tgid) if tgid and tgid.isdigit() else 0
         n = len(out) + 1
         if e := _ENTER.match(body):
             fields = dict(kv.split(": ", 1) for kv in e["args"].split(", ") if ": " in kv)
-            out.append(KernelEvent(n, t, f"sys_enter_{e['name']}", tid, fields))
+            out.append(KernelEvent(n, t, f"sys_enter_{e['name']}", tid, fields, pid))
         elif x := _EXIT.match(body):
             ret = int(x["ret"], 16)
             out.append(KernelEvent(n, t, f"sys_exit_{x['name']}", tid,
-                                   {"ret": str(ret - (1 << 64) if ret >= 1 << 63 else ret)}))
+                                   {"ret": str(ret - (1 << 64) if ret >= 1 << 63 else ret)}, pid))
         elif ev := _EVENT.match(body):
             name, rest = ev["name"], ev["rest"]
             if name == "tracing_mark_write":
@@ -281,5 +284,5 @@ def parse(text: str, offset_ns: int = 0) -> list[KernelEvent]:
                 fields = i.groupdict()
             else:
                 fields = dict(_FIELD.findall(rest.replace("reason: ", "reason=")))
-            out.append(KernelEvent(n, t, name, tid, fields))
+            out.append(KernelEvent(n, t, name, tid, fields, pid))
     return out

@@ -121,3 +121,38 @@ def test_in_a_terminal_ipython_the_text_report(workdir: Path) -> None:
     assert re.findall(r"TCP\s+(\w+)\s", out)[:2] == ["S", "RA"]
     child.sendline("exit")
     child.expect(pexpect.EOF)
+
+
+def test_jupyter_s_interrupt_stops_the_cell_not_the_capture(workdir: Path) -> None:
+    from jupyter_client.manager import start_new_kernel
+
+    port = closed_port()
+    km, kc = start_new_kernel(kernel_name="python3", cwd=str(workdir))
+    try:
+        def run(code: str, interrupt_after: float = 0) -> list[dict[str, Any]]:
+            msg_id = kc.execute(code)
+            if interrupt_after:
+                import time
+
+                time.sleep(interrupt_after)
+                km.interrupt_kernel()  # SIGINT to the kernel's process group, as Jupyter's button sends it
+            out = []
+            while True:
+                m = kc.get_iopub_msg(timeout=60)
+                if m["parent_header"].get("msg_id") != msg_id:
+                    continue
+                if m["msg_type"] == "status" and m["content"]["execution_state"] == "idle":
+                    return out
+                out.append(m)
+
+        run("%load_ext wirestack")
+        run("%%wire\nimport socket, time\nsocket.socket().connect_ex(('127.0.0.1', 9))")
+        stopped = run("%%wire\ntime.sleep(30)", interrupt_after=2)
+        assert [m["content"]["ename"] for m in stopped if m["msg_type"] == "error"] == ["KeyboardInterrupt"]
+        run(f"%%wire\nsocket.socket().connect_ex(('127.0.0.1', {port}))")
+        flags = run("[p.flags for p in wire.packets]")
+        assert [m["content"]["data"]["text/plain"] for m in flags if m["msg_type"] == "execute_result"] == \
+            ["['S', 'RA']"]
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)

@@ -1,6 +1,7 @@
 """After the program ran: the analysis in phases, the files, and interruptions answered at once. CLI edge.
 
-    recording -> pairing (record.assemble) -> application layer (tshark) -> facts (report) -> files
+    recording -> pairing (record.assemble) -> facts (report), and beside them the application layer (tshark)
+              -> files
 
 Interruptions (SIGINT, SIGTERM) while this runs:
 - the first stops the analysis where it is and saves the recording unanalysed (`record.saved`) into the pcapng
@@ -146,10 +147,13 @@ def analyse(recording: Recording, outputs: Outputs, phases: Phases, with_app_lay
             trace, alignment = assemble(recording)
         if outputs.pcap is not None:
             trace = replace(trace, capture=replace(trace.capture, file=str(outputs.pcap.path)))
-        with phases.phase("application layer", "(tshark)"):
-            trace = with_app_layer(trace)
+        # tshark (a process of its own) labels the application layer while the facts are derived here: no fact
+        # reads its labels, they are only shown, so the report takes the labelled packets afterwards
+        labelling = _Background(with_app_layer, trace)
         with phases.phase("facts", f"{len(trace.packets):,} packets, {len(trace.calls):,} calls"):
             report = build_report(trace, alignment)
+        with phases.phase("application layer", "(tshark)"):
+            report = replace(report, trace=labelling.result())
         result.report = report
         from ..record.runner import pause_for_tests
 
@@ -218,6 +222,31 @@ def save_unanalysed(recording: Recording, target: Target) -> None:
             yield b"".join(epb(f.times[j], f.data[j], f.lengths[j]) for j in keep[i:i + 4096])
 
     target.write(chunks())
+
+
+class _Background:
+    """`fn(arg)` in a daemon thread; `result()` waits for it (and re-raises what it raised)."""
+
+    def __init__(self, fn: Callable[[Any], Any], arg: Any) -> None:
+        import threading
+
+        self._value: Any = arg
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(fn, arg), name="wirestack-tshark", daemon=True)
+        self._thread.start()
+
+    def _run(self, fn: Callable[[Any], Any], arg: Any) -> None:
+        try:
+            self._value = fn(arg)
+        except BaseException as exc:  # handed to the caller
+            self._error = exc
+
+    def result(self) -> Any:
+        while self._thread.is_alive():  # in short waits: a signal is answered meanwhile
+            self._thread.join(0.1)
+        if self._error is not None:
+            raise self._error
+        return self._value
 
 
 def _ticker(phases: Phases) -> Any:

@@ -103,9 +103,17 @@ def member() -> Iterator[Member]:
         yield Member(name, folder, dumpcap, python)
     finally:
         subprocess.run(["userdel", name], check=False)
-        if made_group:
+        # the group goes if this test made it and no one else (a run of this test side by side) is in it now
+        if made_group and not [m for m in _members(GROUP) if m != name]:
             subprocess.run(["groupdel", GROUP], check=False)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _members(group: str) -> list[str]:
+    try:
+        return list(grp.getgrnam(group).gr_mem)
+    except KeyError:
+        return []
 
 
 @pytest.mark.capture

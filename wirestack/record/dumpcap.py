@@ -147,6 +147,15 @@ class PcapngStream:
         self.dropped = max(self.dropped, count(ISB_IFDROP) + count(ISB_OSDROP))
 
 
+def _reason(stderr: str) -> str:
+    """dumpcap's own words for why it stopped: its last "dumpcap: ..." line (the advice that follows it, and its
+    complaints about capabilities it could not drop, left out), else its last line."""
+    said = [line.strip() for line in stderr.splitlines() if line.strip()]
+    told = [line.removeprefix("dumpcap: ") for line in said
+            if line.startswith("dumpcap: ") and "cap_set_proc" not in line]
+    return (told[-1] if told else said[-1] if said else "")[:300]
+
+
 def _udp_ends(frame: bytes) -> tuple[int, int, bytes] | None:
     """(source port, destination port, payload) of an IPv4 UDP datagram in an Ethernet frame, else None."""
     if len(frame) < 42 or frame[12:14] != b"\x08\x00" or frame[23] != 17:
@@ -289,9 +298,8 @@ class DumpcapCapture:
             text += chunk
         if b"Capturing on" not in text:
             proc.wait()
-            said = [line.strip() for line in text.decode(errors="replace").splitlines() if line.strip()]
-            reason = said[-1] if said else f"it exited with status {proc.returncode}"
-            raise CaptureError(f"dumpcap cannot capture on {self.interface}: {reason[:300]}")
+            reason = _reason(text.decode(errors="replace")) or f"it exited with status {proc.returncode}"
+            raise CaptureError(f"dumpcap cannot capture on {self.interface}: {reason}")
 
     def _wait_live(self) -> None:
         """Send probe datagrams to ourselves until one comes back through dumpcap (see the module's notes)."""
@@ -341,9 +349,8 @@ class DumpcapCapture:
         proc = self._proc
         if proc is not None and proc.poll() is not None:
             rest = proc.stderr.read().decode(errors="replace") if proc.stderr is not None else ""
-            said = [line.strip() for line in rest.splitlines() if line.strip()]
             raise CaptureError(f"dumpcap stopped capturing on {self.interface}: "
-                               f"{said[-1][:300] if said else f'status {proc.returncode}'}")
+                               f"{_reason(rest) or f'it exited with status {proc.returncode}'}")
 
     def _read(self) -> None:
         proc = self._proc

@@ -76,8 +76,8 @@ def may_capture_with(path: str) -> bool:
     """May this user capture with the dumpcap at `path`: may run it, and it holds CAP_NET_RAW (file capabilities,
     as Debian's wireshark-common sets them for the `wireshark` group), is setuid root, or we are root.
     Read off the file; nothing is run."""
-    if not os.access(path, os.X_OK):
-        return False
+    if not os.access(path, os.X_OK) or CAP_NET_RAW not in bounding_set():
+        return False  # no file capability or setuid bit can grant what the bounding set holds back
     if os.geteuid() == 0:
         return True
     try:
@@ -87,6 +87,19 @@ def may_capture_with(path: str) -> bool:
     if st.st_mode & stat.S_ISUID and st.st_uid == 0:
         return True
     return CAP_NET_RAW in file_capabilities(path)
+
+
+def bounding_set() -> frozenset[int]:
+    """The capabilities this process and what it runs may ever hold (CapBnd in /proc/self/status)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapBnd:"):
+                    bits = int(line.split()[1], 16)
+                    return frozenset(i for i in range(64) if bits >> i & 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return frozenset(range(64))  # cannot tell: assume nothing is held back
 
 
 def file_capabilities(path: str) -> frozenset[int]:
@@ -140,20 +153,15 @@ def choose_source(interface: str, want: str = "auto", snaplen: int = SNAPLEN,
     if want == "netns" and not netns.inside():
         raise CaptureError("--capture netns: the private namespace is made by the command line (wirestack ... "
                            "--capture netns); this process cannot move into one")
-    if want in ("raw", "netns") or (want == "auto" and (netns.inside() or can_capture_raw())):
-        chosen = Capture(interface, snaplen, max_packets)
+    usable = None if want != "auto" or netns.inside() or can_capture_raw() else dumpcap_usable()
+    if want in ("raw", "netns") or (want == "auto" and usable is None):
+        chosen = Capture(interface, snaplen, max_packets)  # without the privilege: its open() says what to do
     else:
         from .dumpcap import DumpcapCapture
 
-        path = find_dumpcap()
+        path = usable or find_dumpcap()
         if path is None:
-            raise CaptureError(f"capturing on {interface} needs root or CAP_NET_RAW, or Wireshark's dumpcap with "
-                               "capture rights (apt-get install wireshark-common, answer yes for non-superusers, "
-                               "and join the wireshark group): run it with sudo")
-        if want == "auto" and not may_capture_with(path):
-            raise CaptureError(f"capturing on {interface} needs root or CAP_NET_RAW; {path} has no capture rights "
-                               "for this user (sudo dpkg-reconfigure wireshark-common, then join the wireshark "
-                               "group): run it with sudo")
+            raise CaptureError("--capture dumpcap: dumpcap is not installed (apt-get install wireshark-common)")
         chosen = DumpcapCapture(interface, snaplen, max_packets, path)
     _opened[:] = [describe(chosen)]
     return chosen

@@ -43,7 +43,7 @@ from ..record.console import CHANNEL, HOME, KIND, Channel, shown_name
 from ..record.items import DESCRIPTIONS
 from ..record.loader import Loader
 from ..record.runner import MIN_PYTHON, Client, Hook, ProgramError, PythonInfo, Reader, Recording, python_info
-from ..record.source import FrameSource, capture_note, choose_source
+from ..record.source import FrameSource, capture_note, choose_source, describe
 from ..report import Report
 
 BOOT = "from _wirestack_probe import console; console.main()"
@@ -115,10 +115,9 @@ def main(args: argparse.Namespace) -> int:
     if args.ipython and not _has_ipython(python, user):
         return _fail(f"--ipython: IPython is not installed for {python} (pip install ipython)")
     try:
-        shell = Shell(args, python, info, user, pcap)
-    except CaptureError as exc:
+        return Shell(args, python, info, user, pcap).run()
+    except (CaptureError, ProgramError) as exc:
         return _fail(str(exc))
-    return shell.run()
 
 
 def _has_ipython(python: str, user: tuple[int, int] | None) -> bool:
@@ -266,7 +265,11 @@ class Shell:
     # -- running ---------------------------------------------------------------------------------------------------
 
     def run(self) -> int:
-        hook = Hook(self.user, self.info)
+        try:
+            hook = Hook(self.user, self.info)
+        except BaseException:
+            self._close()
+            raise
         self.frameless = hook.frameless
         reader = Reader(hook)
         reader.loader = self.log
@@ -291,19 +294,8 @@ class Shell:
             code = 128 - code if code < 0 else code
         finally:
             ours.close()
-            try:
-                if self.capture is not None:
-                    self.capture.stop()
-            except CaptureError as exc:
-                print(f"wirestack: {exc}", file=sys.stderr)
-            finally:
-                self.capture.close()
-            kernel_text = self._kernel_text()
-            if self.recorder is not None:
-                try:
-                    kernel_text, _ = self.recorder.stop()
-                except (OSError, tracefs.KernelOff):  # the instance went away under us (see _kernel_text)
-                    pass
+            theirs.close()
+            kernel_text = self._close()
             reader.finish()
             hook.remove()
         error = next((r.get("text") for r in self.log.items if isinstance(r, dict) and r.get("kind") == "error"), None)
@@ -312,8 +304,25 @@ class Shell:
         self._write_session(kernel_text, final=True)
         return 128 + self.stop_signal if self.stop_signal else code
 
+    def _close(self) -> str:
+        """Drain and close the capture, stop the kernel layer; the kernel's text."""
+        try:
+            self.capture.stop()
+        except CaptureError as exc:
+            print(f"wirestack: {exc}", file=sys.stderr)
+        finally:
+            self.capture.close()
+        kernel_text = self._kernel_text()
+        if self.recorder is not None:
+            try:
+                kernel_text, _ = self.recorder.stop()
+            except (OSError, tracefs.KernelOff):  # the instance went away under us (see _kernel_text)
+                pass
+            self.recorder = None
+        return kernel_text
+
     def _banner(self) -> None:
-        how = capture_note() or "capture: raw socket (AF_PACKET)"
+        how = describe(self.capture)
         where = "no file (--no-pcap)" if self.pcap is None else str(self.pcap)
         print(f"wirestack shell: socket calls traced, packets captured on {self.args.interface} "
               f"({how.removeprefix('capture: ')}); after each input that touches the network, its report; "

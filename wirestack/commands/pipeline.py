@@ -65,7 +65,7 @@ class Phases:
         self.started = time.monotonic()
         self.phase_started = self.started
         self._display: Any = None
-        self.times: list[tuple[str, float]] = []
+        self.times: list[tuple[str, float, int]] = []
 
     @contextmanager
     def phase(self, name: str, detail: str = "") -> Iterator[None]:
@@ -74,7 +74,7 @@ class Phases:
         try:
             yield
         finally:
-            self.times.append((name, time.monotonic() - self.phase_started))
+            self.times.append((name, time.monotonic() - self.phase_started, _peak_mb()))
             self._refresh()
 
     def _refresh(self) -> None:
@@ -106,8 +106,14 @@ class Phases:
             self._display = None
         if os.environ.get("WIRESTACK_PHASES"):  # phase timings, for benchmarks and profiling
             total = time.monotonic() - self.started
-            self.err.write("wirestack phases: " + ", ".join(f"{n} {t:.3f}s" for n, t in self.times)
-                           + f"; total {total:.3f}s\n")
+            self.err.write("wirestack phases: " + ", ".join(f"{n} {t:.3f}s ({m} MB)" for n, t, m in self.times)
+                           + f"; total {total:.3f}s, peak {_peak_mb()} MB\n")
+
+
+def _peak_mb() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10
 
 
 _saving = False

@@ -2,7 +2,7 @@
 
 One instance, named `wirestack-PID-N`, removed afterwards (also when interrupted; stale ones of dead wirestack
 processes are removed at start). It records
-- connect/accept/close syscalls (entry and return), filtered in the kernel to processes named like the traced
+- connect/accept syscalls (entry and return), filtered in the kernel to processes named like the traced
   interpreter (`comm`), and afterwards to the traced processes' pids. Not the data syscalls (sendto,
   recvfrom...): their return is the call's own result, which the probe records, and a syscall tracepoint costs
   every call it fires on (~0.4 µs, measured) even when its filter then drops the event: a loop of sends would
@@ -34,15 +34,14 @@ from ..model import KernelEvent
 
 MOUNT = Path("/sys/kernel/tracing")
 SYS_EVENTS = ("syscalls/sys_enter_connect", "syscalls/sys_exit_connect", "syscalls/sys_enter_accept4",
-              "syscalls/sys_exit_accept4", "syscalls/sys_enter_accept", "syscalls/sys_exit_accept",
-              "syscalls/sys_enter_close", "syscalls/sys_exit_close")
+              "syscalls/sys_exit_accept4", "syscalls/sys_enter_accept", "syscalls/sys_exit_accept")
 NET_EVENTS = ("sched/sched_process_fork", "sock/inet_sock_set_state", "tcp/tcp_send_reset", "tcp/tcp_receive_reset",
               "sock/inet_sk_error_report", "tcp/tcp_retransmit_skb", "tcp/tcp_retransmit_synack",
               "skb/kfree_skb", "icmp/icmp_send")
 
 
 _SERIAL = itertools.count(1)
-BUFFER_KB = 8192  # per CPU
+BUFFER_KB = 2048  # per CPU: about 25,000 events each, which bounds the kernel layer's cost after the run
 
 
 @dataclass
@@ -61,16 +60,17 @@ class Recorder:
                             "private namespace")
         _ensure_mounted()
         _remove_stale()
-        rec = cls(MOUNT / "instances" / f"wirestack-{os.getpid()}-{next(_SERIAL)}-{time.monotonic_ns() % 1_000_000}")
+        rec = cls(MOUNT / "instances" / f"wirestack-{os.getpid()}-{next(_SERIAL)}-{time.monotonic_ns() % 1_000_000}"
+                                         f"-ns{_pid_namespace()}")
         folder = rec.folder
         comm = os.path.basename(interpreter)[:15].replace('"', "")
         try:
             folder.mkdir()
             # The instance keeps its default clock: switching it resets the ring buffer. Time is put on
-            # CLOCK_REALTIME through sync markers instead (see `parse`). Its buffer grows from 1.4 to 8 MiB a
-            # CPU (~20 ms, measured; a run of 10,000 refused connects lost 74,000 events with the default), and
-            # once full it keeps the oldest events (overwrite off): the beginning of a run, where its first
-            # failure is, rather than its end.
+            # CLOCK_REALTIME through sync markers instead (see `parse`). Its buffer grows from 1.4 to 2 MiB a
+            # CPU (~15 ms, measured), and once full it keeps the oldest events (overwrite off): the beginning of a
+            # run, where its first failure is, rather than its end. A larger buffer would hold more of a long
+            # run, at ~40 µs an event after it (parsing, joining, JSON): 100,000 events cost 4 s.
             _write(folder / "buffer_size_kb", str(BUFFER_KB))
             _write(folder / "options" / "overwrite", "0")
             _write(folder / "options" / "record-tgid", "1")  # each line names its thread's process too
@@ -217,12 +217,25 @@ def _remove_instance(folder: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
+def _pid_namespace() -> int:
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return 0
+
+
 def _remove_stale() -> None:
-    """Instances left by a wirestack process that no longer exists (killed with SIGKILL)."""
+    """Instances left by a wirestack process that no longer exists (killed with SIGKILL). Only those made in
+    this PID namespace: from another one (a wirestack run inside a PID namespace, or seen from one), a pid says
+    nothing, and removing a live run's instance would end its kernel layer (seen when runs went side by side)."""
+    ours = f"ns{_pid_namespace()}"
     for folder in (MOUNT / "instances").glob("wirestack-*"):
+        parts = folder.name.split("-")
         try:
-            pid = int(folder.name.split("-")[1])
+            pid = int(parts[1])
         except (IndexError, ValueError):
+            continue
+        if parts[-1] != ours:
             continue
         if not Path(f"/proc/{pid}").exists():
             _remove_instance(folder)

@@ -781,8 +781,9 @@ class Probe:
                 self._patch(inner, name, getattr(self, "_w_" + name)(getattr(base, name)))
         self._patch(inner, "close", self._w_real_close(base.close))
         self._patch(inner, "__init__", self._w_init(base.__init__))
-        if callable(outer.__dict__.get("accept")):
-            self._patch(outer, "accept", self._w_accept(outer.accept, raw=_gevent_raw))
+        accept = outer.__dict__.get("accept")
+        if callable(accept):
+            self._patch(outer, "accept", self._w_accept(accept, raw=_gevent_raw))
 
     def _patch_gevent_resolver(self, module: Any) -> None:
         """gevent's getaddrinfo (what `monkey.patch_all()` puts in socket) resolves in its hub's resolver, not

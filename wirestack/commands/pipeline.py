@@ -176,6 +176,10 @@ def analyse(recording: Recording, outputs: Outputs, phases: Phases, with_app_lay
                     if kind == "pcapng":
                         target.write(blocks(report))
                         pcap_done = True
+                    elif kind == "json":
+                        from ..output.json import JsonRenderer
+
+                        target.write(JsonRenderer().stream(report))
                     else:
                         target.write([render_bytes(by_name(kind), report)])
                     result.written.append(target.path)

@@ -43,7 +43,7 @@ import hashlib
 import json
 import struct
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -115,10 +115,36 @@ def digest(records: Iterable[tuple[int, bytes]]) -> str:
 
 
 def encode(trace: Trace) -> bytes:
+    """The compressed document. Its long lists are encoded and compressed a batch at a time: a large trace is
+    never one JSON string in memory."""
     doc = {"format": FORMAT, "wirestack": __version__, "trace": _trace_doc(trace),
            "packets": {"count": len(trace.packets), "digest": digest((p.time_ns, p.raw) for p in trace.packets),
                        "app": {str(p.id): p.app for p in trace.packets if p.app}}}
-    return zlib.compress(json.dumps(doc, separators=(",", ":")).encode(), 6)
+    z = zlib.compressobj(6)
+    out = [z.compress(piece.encode()) for piece in _pieces(doc)]
+    out.append(z.flush())
+    return b"".join(out)
+
+
+_BATCH = 2000
+
+
+def _pieces(value: Any, depth: int = 0) -> Iterator[str]:
+    """Compact JSON of `value`, in pieces: dicts and long lists opened up, other values whole."""
+    dumps = json.dumps
+    if isinstance(value, dict) and depth < 2:
+        yield "{"
+        for i, (k, v) in enumerate(value.items()):
+            yield ("," if i else "") + dumps(k) + ":"
+            yield from _pieces(v, depth + 1)
+        yield "}"
+    elif isinstance(value, list) and len(value) > _BATCH:
+        yield "["
+        for i in range(0, len(value), _BATCH):
+            yield ("," if i else "") + dumps(value[i:i + _BATCH], separators=(",", ":"))[1:-1]
+        yield "]"
+    else:
+        yield dumps(value, separators=(",", ":"))
 
 
 def option_values(trace: Trace) -> list[bytes]:

@@ -23,6 +23,7 @@ Every error is in its own namespace: `fault.namespace` is "errno" (a kernel errn
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 from .._version import __version__
@@ -94,7 +95,8 @@ def fact_json(f: Fact, words: Words) -> dict[str, Any]:
             "kernel": list(f.kernel), "sockets": list(f.sockets), "flow": f.flow, **f.fields()}
 
 
-def to_json(report: Report) -> dict[str, Any]:
+def _sections(report: Report) -> list[tuple[str, Any]]:
+    """The report's top-level keys in order; the long lists as iterators (streamed when large, see `chunks`)."""
     t = report.trace
     scene = report.explanation.scene
     words = Words({c.id: c for c in t.calls}, many_pids=len({c.pid for c in t.calls}) > 1)
@@ -111,28 +113,64 @@ def to_json(report: Report) -> dict[str, Any]:
     flows.sort(key=lambda f: int(f["id"]))
     links = report.kernel.links
     stacks: dict[tuple[Frame, ...], list[dict[str, Any]]] = {}
-    return {
-        "wirestack": __version__, "schema": SCHEMA, "kind": "trace" if t.traced else "wire", "title": t.title,
-        "client": t.client if t.traced else None, "exit_code": t.exit_code, "python": t.python or None,
-        "capture": {"interface": t.capture.interface or None, "file": t.capture.file,
-                    "format": t.capture.format or None, "writer": t.capture.writer or None,
-                    "packets": t.capture.packets, "seen": t.capture.seen, "dropped": t.capture.dropped},
-        "processes": [{"pid": p.pid, "traced": p.traced, "argv": list(p.argv), "parent": p.parent, "how": p.how}
-                      for p in t.processes],
-        "packets": [_packet(p, report) for p in t.packets],
-        "calls": [_call(c, report, stacks) for c in t.calls],
-        "exception": _exception(t.exception, report),
-        "kernel": [{"id": k.id, "time_ns": k.time_ns, "event": k.event, "tid": k.tid, "pid": k.pid or None,
-                    "fields": k.fields,
-                    "call": links[k.id].call if k.id in links else None,
-                    "packets": list(links[k.id].packets) if k.id in links else [],
-                    "flow": links[k.id].flow if k.id in links else None,
-                    "sockets": list(links[k.id].sockets) if k.id in links else []} for k in t.kernel],
-        "kernel_off": t.kernel_off or None,
-        "flows": flows,
-        "facts": [fact_json(f, words) for f in report.facts],
-        "notes": list(t.notes),
-    }
+
+    def kernel() -> Iterator[dict[str, Any]]:
+        for k in t.kernel:
+            link = links.get(k.id)
+            yield {"id": k.id, "time_ns": k.time_ns, "event": k.event, "tid": k.tid, "pid": k.pid or None,
+                   "fields": k.fields, "call": link.call if link else None,
+                   "packets": list(link.packets) if link else [], "flow": link.flow if link else None,
+                   "sockets": list(link.sockets) if link else []}
+
+    return [
+        ("wirestack", __version__), ("schema", SCHEMA), ("kind", "trace" if t.traced else "wire"),
+        ("title", t.title), ("client", t.client if t.traced else None), ("exit_code", t.exit_code),
+        ("python", t.python or None),
+        ("capture", {"interface": t.capture.interface or None, "file": t.capture.file,
+                     "format": t.capture.format or None, "writer": t.capture.writer or None,
+                     "packets": t.capture.packets, "seen": t.capture.seen, "dropped": t.capture.dropped}),
+        ("processes", [{"pid": p.pid, "traced": p.traced, "argv": list(p.argv), "parent": p.parent, "how": p.how}
+                       for p in t.processes]),
+        ("packets", (_packet(p, report) for p in t.packets)),
+        ("calls", (_call(c, report, stacks) for c in t.calls)),
+        ("exception", _exception(t.exception, report)),
+        ("kernel", kernel()),
+        ("kernel_off", t.kernel_off or None),
+        ("flows", flows),
+        ("facts", (fact_json(f, words) for f in report.facts)),
+        ("notes", list(t.notes)),
+    ]
+
+
+def to_json(report: Report) -> dict[str, Any]:
+    return {key: list(value) if isinstance(value, Iterator) else value for key, value in _sections(report)}
+
+
+BATCH = 2000  # list items encoded at once when streaming: the C encoder's speed, a bounded string
+
+
+def chunks(report: Report) -> Iterator[str]:
+    """The compact JSON text in pieces, never the whole document in memory: each long list is encoded
+    `BATCH` items at a time."""
+    dumps = json.dumps
+    yield "{"
+    for i, (key, value) in enumerate(_sections(report)):
+        yield ("," if i else "") + dumps(key) + ":"
+        if not isinstance(value, Iterator):
+            yield dumps(value)
+            continue
+        yield "["
+        first = True
+        batch: list[Any] = []
+        for item in value:
+            batch.append(item)
+            if len(batch) == BATCH:
+                yield ("" if first else ",") + dumps(batch)[1:-1]
+                first, batch = False, []
+        if batch:
+            yield ("" if first else ",") + dumps(batch)[1:-1]
+        yield "]"
+    yield "}\n"
 
 
 def _end(e: Any) -> dict[str, Any]:
@@ -147,5 +185,17 @@ class JsonRenderer:
     extensions: tuple[str, ...] = (".json",)
 
     def render(self, report: Report) -> str:
-        big = len(report.trace.calls) + len(report.trace.packets) > 5000
-        return json.dumps(to_json(report), indent=None if big else 2) + "\n"
+        if self.large(report):
+            return "".join(chunks(report))
+        return json.dumps(to_json(report), indent=2) + "\n"
+
+    def large(self, report: Report) -> bool:
+        return len(report.trace.calls) + len(report.trace.packets) > 5000
+
+    def stream(self, report: Report) -> Iterator[bytes]:
+        """The file's bytes in pieces (a large report is never one string in memory)."""
+        if not self.large(report):
+            yield self.render(report).encode()
+            return
+        for piece in chunks(report):
+            yield piece.encode()

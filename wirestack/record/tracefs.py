@@ -28,6 +28,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from sys import intern
 
 from ..errors import KernelOff as KernelOff
 from ..model import KernelEvent
@@ -101,7 +102,10 @@ class Recorder:
         text = ""
         try:
             try:
-                _mark(self.folder)
+                try:
+                    _mark(self.folder)
+                except OSError:  # EBADF: the buffer is full (overwrite off); the first marker serves alone
+                    pass
                 _write(self.folder / "tracing_on", "0")
                 text = (self.folder / "trace").read_text(errors="replace")
                 lost = _overruns(self.folder)
@@ -296,6 +300,8 @@ def parse(text: str, offset_ns: int = 0) -> list[KernelEvent]:
             if name == "icmp_send" and (i := _ICMP.search(rest)):
                 fields = i.groupdict()
             else:
-                fields = dict(_FIELD.findall(rest.replace("reason: ", "reason=")))
-            out.append(KernelEvent(n, t, name, tid, fields, pid))
+                # names and most values repeat from event to event (addresses, states, reasons): one string each
+                fields = {intern(k): intern(v) if len(v) < 24 else v
+                          for k, v in _FIELD.findall(rest.replace("reason: ", "reason="))}
+            out.append(KernelEvent(n, t, intern(name), tid, fields, pid))
     return out

@@ -302,7 +302,7 @@ class Reader(threading.Thread):
 
 def run_traced(client: Client, interface: str = "lo", timeout: float | None = 120.0,
                on_frame: OnFrame | None = None, user: tuple[int, int] | None = None, kernel: bool = True,
-               snaplen: int = SNAPLEN, max_packets: int = MAX_PACKETS, source: str = "auto",
+               snaplen: int = SNAPLEN, max_packets: int = MAX_PACKETS, source: str | FrameSource = "auto",
                spool: Spool | None = None) -> Recording:
     """Capture on `interface` while `client` runs under the probe; return everything recorded.
     `on_frame(time_ns, raw)` is called for each frame as it is captured (live progress; all traffic on the
@@ -315,7 +315,8 @@ def run_traced(client: Client, interface: str = "lo", timeout: float | None = 12
         raise ProgramError(f"{client.python} is Python {shown}; wirestack's probe runs in Python "
                            f"{MIN_PYTHON[0]}.{MIN_PYTHON[1]} to 3.13: choose another with --python")
     defer_signals()  # setting up: an interruption now is acted on once the client has started
-    capture = choose_source(interface, source, snaplen, max_packets).open()  # source: see record.source.WANTS
+    # source: a backend's name (see record.source.WANTS), or a FrameSource itself (testing.fakes.FakeSource)
+    capture = (choose_source(interface, source, snaplen, max_packets) if isinstance(source, str) else source).open()
     if spool is not None:
         spool.start(capture.linktype, snaplen, interface)
     recorder, kernel_off = None, "kernel layer off: --no-kernel"

@@ -130,3 +130,46 @@ def test_sigkill_leaves_the_raw_packets_on_disk(workdir: Path) -> None:
     rows = _tshark_rows(spools[0], ["tcp.flags.str", "tcp.srcport"], f"tcp.port == {port}")
     assert sum(1 for r in rows if r[1] == str(port) and "R" in r[0]) == 50
     assert not (workdir / "k.pcapng").exists()
+
+
+@pytest.mark.capture
+def test_a_long_run_keeps_its_first_calls_within_the_cap(workdir: Path) -> None:
+    (workdir / "loop.py").write_text("import socket\n"
+                                     "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+                                     "for _ in range(3000):\n"
+                                     "    s.sendto(b'x', ('127.0.0.1', 9))\n")
+    done = subprocess.run([sys.executable, "-m", "wirestack", "run", "--max-calls", "1000", "--no-pcap", "--json",
+                           "c.json", "loop.py"], cwd=workdir, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    data = json.loads((workdir / "c.json").read_text())
+    assert len(data["calls"]) == 1000
+    assert any("--max-calls" in n and "2,00" in n for n in data["notes"])  # 2,001 or 2,002 more were counted
+
+
+@pytest.mark.capture
+def test_a_long_analysis_shows_its_progress_on_a_terminal_only(workdir: Path) -> None:
+    import pty
+
+    (workdir / "many.py").write_text(PROGRAM)
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "wirestack", "run", "--no-pcap", "many.py"], cwd=workdir,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    seen = b""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    proc.wait(30)
+    os.close(master)
+    text = seen.decode(errors="replace")
+    assert "wirestack: pairing" in text or "wirestack: facts" in text  # the phase, shown while it lasted
+    assert "Ctrl-C saves the recording" in text
+    quiet = subprocess.run([sys.executable, "-m", "wirestack", "run", "--no-pcap", "many.py"], cwd=workdir,
+                           capture_output=True, text=True)
+    assert "wirestack: pairing" not in quiet.stderr and "Ctrl-C saves" not in quiet.stderr  # not a terminal

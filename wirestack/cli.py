@@ -60,6 +60,8 @@ def _output_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--all", action="store_true", help="show every failed call and packet, even in a large run")
     p.add_argument("--max-packets", type=_positive, default=None, metavar="N",
                    help="keep at most N frames (default 5,000,000), like tcpdump -c")
+    p.add_argument("--max-calls", type=_positive, default=None, metavar="N",
+                   help="keep at most N socket calls (default 1,000,000); later ones are counted, not kept")
     p.add_argument("-s", "--snaplen", type=_positive, default=None, metavar="BYTES",
                    help="keep at most BYTES of each frame (default 262144), like tcpdump -s")
     _picture_options(p)
@@ -132,7 +134,7 @@ def _parser() -> argparse.ArgumentParser:
 # run's options that take a value
 _VALUED = {"-i", "--interface", "-w", "--write", "--json", "--width", "--python", "--timeout", "--duration", "-s",
            "--snaplen",
-           "--max-packets", "--svg", "--html", "--capture"}
+           "--max-packets", "--max-calls", "--svg", "--html", "--capture"}
 
 
 def split_run_argv(argv: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -202,7 +204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _limits(args: argparse.Namespace) -> dict[str, Any]:
     """The capture options every run shares (kernel layer, frame cap, snap length)."""
     out: dict[str, Any] = {"kernel": not args.no_kernel, "source": args.capture}
-    out.update({k: v for k, v in (("max_packets", args.max_packets), ("snaplen", args.snaplen)) if v})
+    out.update({k: v for k, v in (("max_packets", args.max_packets), ("snaplen", args.snaplen),
+                                  ("max_calls", args.max_calls)) if v})
     return out
 
 

@@ -137,6 +137,8 @@ class Loader:
     _pending: list[tuple[Any, ...]] = field(default_factory=list)
     _kept: list[tuple[Any, ...]] = field(default_factory=list)  # every call item as read, for `export`
     ports: set[tuple[int, int]] = field(default_factory=set)  # (local, remote) ports the calls name
+    max_calls: int = 1_000_000  # calls kept; later ones are counted in `over`
+    over: int = 0
 
     def feed(self, batch: Iterable[Any]) -> None:
         """One batch. Descriptions are taken at once and calls kept until `calls()`: a forked child's calls may
@@ -160,6 +162,9 @@ class Loader:
         if len(item) != len(layout.LAYOUTS[kind]):
             raise BadItem
         if kind == "call" or kind == "data":
+            if len(self._kept) >= self.max_calls:
+                self.over += 1  # counted, not kept: memory stays bounded in a long run
+                return
             self._pending.append(item)
             self._kept.append(item)
             local = item[10] if kind == "call" else self._locals.get(item[8])

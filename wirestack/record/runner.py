@@ -221,6 +221,7 @@ def _fastpath_for(info: PythonInfo) -> str | None:
     return str(candidate) if info.ext_suffix and candidate.is_file() else None
 
 
+MAX_CALLS = 1_000_000  # the default cap on calls kept (about 1 KB each in memory)
 MAX_RECORD_BYTES = 1 << 31  # what the program may send in all; beyond, its records are cut (and a note says so)
 
 
@@ -303,7 +304,7 @@ class Reader(threading.Thread):
 def run_traced(client: Client, interface: str = "lo", timeout: float | None = 120.0,
                on_frame: OnFrame | None = None, user: tuple[int, int] | None = None, kernel: bool = True,
                snaplen: int = SNAPLEN, max_packets: int = MAX_PACKETS, source: str | FrameSource = "auto",
-               spool: Spool | None = None) -> Recording:
+               spool: Spool | None = None, max_calls: int = MAX_CALLS) -> Recording:
     """Capture on `interface` while `client` runs under the probe; return everything recorded.
     `on_frame(time_ns, raw)` is called for each frame as it is captured (live progress; all traffic on the
     interface, so filter before showing). `user` (uid, gid): run the client as that user. Raises
@@ -330,6 +331,7 @@ def run_traced(client: Client, interface: str = "lo", timeout: float | None = 12
     signum, returncode, timed_out, pid = 0, None, False, 0
     hook = Hook(user, info)
     reader = Reader(hook)
+    reader.loader.max_calls = max_calls
     reader.start()
     try:
         try:
@@ -372,6 +374,10 @@ def run_traced(client: Client, interface: str = "lo", timeout: float | None = 12
         notes.append(f"the capture kept the first {capture.max_packets} frames (--max-packets) and counted "
                      f"{capture.over} more without keeping them: packets after that point are missing from the "
                      "report and the file")
+    if loader.over:
+        notes.append(f"the run kept its first {max_calls:,} calls (--max-calls) and counted {loader.over:,} more "
+                     "without keeping them: calls after that point are missing from the report, and their packets "
+                     "are left out")
     if reader.cut:
         notes.append(f"the traced program sent more than {MAX_RECORD_BYTES >> 20} MiB of records: the rest were "
                      "not read, and calls after that point are missing")

@@ -553,10 +553,11 @@ def test_process_peer_refuses_an_unknown_kind() -> None:
 
 @pytest.mark.skipif(not netns.available(), reason="needs root and unshare")
 def test_netns_is_private_and_leaves_nothing_behind() -> None:
+    naptime = f"300.{os.getpid()}"  # a sleep of its own: other tests may be running sleeps meanwhile
     code = ("import socket, subprocess; print(open('/etc/resolv.conf').read().split()[1]); "
             "print(len(open('/proc/net/dev').read().splitlines()) - 2); "
             "print(socket.getaddrinfo('localhost', 1, type=socket.SOCK_STREAM)[0][4][0]); "
-            "subprocess.Popen(['sleep', '300'])")
+            f"subprocess.Popen(['sleep', '{naptime}'])")
     outside = Path("/etc/resolv.conf").read_text()
     done = netns.run_in_netns([sys.executable, "-c", code], netns.RESOLV, 30, hosts_text=netns.HOSTS_DUAL)
     assert done.returncode == 0, done.stderr
@@ -564,7 +565,7 @@ def test_netns_is_private_and_leaves_nothing_behind() -> None:
     assert nameserver == netns.NAMESERVER and interfaces == "1" and localhost == "::1"
     assert Path("/etc/resolv.conf").read_text() == outside
     time.sleep(0.2)  # the sleep it started died with the PID namespace
-    leftover = subprocess.run(["pgrep", "-f", "^sleep 300$"], capture_output=True, text=True)
+    leftover = subprocess.run(["pgrep", "-f", f"^sleep {naptime}$"], capture_output=True, text=True)
     assert leftover.stdout.strip() == "", leftover.stdout
 
 

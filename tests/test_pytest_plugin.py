@@ -364,7 +364,8 @@ def test_importing_the_plugin_loads_nothing_else_of_wirestack() -> None:
             "print(sorted(m for m in sys.modules if m.startswith('wirestack')))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert done.stdout.strip() == "['wirestack', 'wirestack.testing', 'wirestack.testing.pytest_plugin']", done.stderr
+    assert done.stdout.strip() == ("['wirestack', 'wirestack._version', 'wirestack.testing', "
+                                   "'wirestack.testing.pytest_plugin']"), done.stderr
 
 
 @pytest.mark.capture

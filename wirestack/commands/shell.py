@@ -243,7 +243,7 @@ class Shell:
         self.kernel_off = "kernel layer off: --no-kernel"
         if not args.no_kernel:
             try:
-                self.recorder = tracefs.Recorder.start(python)
+                self.recorder = tracefs.Recorder.start(python, keep_newest=True)
                 self.kernel_off = ""
             except tracefs.KernelOff as exc:
                 self.kernel_off = str(exc)

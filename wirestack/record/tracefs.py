@@ -51,9 +51,11 @@ class Recorder:
     offsets: list[int] = field(default_factory=list)  # unused: the clock is read off sync markers (kevents)
 
     @classmethod
-    def start(cls, interpreter: str = "python3") -> Recorder:
+    def start(cls, interpreter: str = "python3", keep_newest: bool = False) -> Recorder:
         """Set up the instance and start recording; syscalls only of processes whose `comm` is the basename of
-        `interpreter` (as exec sets it). Raises KernelOff."""
+        `interpreter` (as exec sets it). `keep_newest`: once the buffer is full, the oldest events make room
+        (a shell session, whose inputs are reported one by one, wants its latest input's); by default the
+        run's beginning is kept. Raises KernelOff."""
         if os.geteuid() != 0:
             raise KernelOff("kernel layer off: reading tracepoints needs root")
         if _outer_uid() != 0:
@@ -73,7 +75,7 @@ class Recorder:
             # run, where its first failure is, rather than its end. A larger buffer would hold more of a long
             # run, at ~40 µs an event after it (parsing, joining, JSON): 100,000 events cost 4 s.
             _write(folder / "buffer_size_kb", str(BUFFER_KB))
-            _write(folder / "options" / "overwrite", "0")
+            _write(folder / "options" / "overwrite", "1" if keep_newest else "0")
             _write(folder / "options" / "record-tgid", "1")  # each line names its thread's process too
             missing = [e for e in SYS_EVENTS + NET_EVENTS if not (folder / "events" / e).is_dir()]
             if missing:

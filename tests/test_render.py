@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import pyversion
 from builders import CLIENT, SERVER, call, refused, tcp
 from conftest import wirestack
 
@@ -34,11 +35,18 @@ def normalise(text: str) -> str:
     return "\n".join(" ".join(line.split()) for line in text.splitlines()).strip() + "\n"
 
 
-def check(name: str, text: str) -> None:
+def check(name: str, text: str, running: dict[str, str] | None = None) -> None:
+    """`running`: text of the golden file (which keeps 3.11's) → what the running interpreter prints there."""
     path = GOLDEN / name
     if os.environ.get("UPDATE_GOLDEN"):
-        path.write_text(text)
-    assert text == path.read_text()
+        kept = text
+        for golden, own in (running or {}).items():
+            kept = kept.replace(own, golden)
+        path.write_text(kept)
+    expected = path.read_text()
+    for golden, own in (running or {}).items():
+        expected = expected.replace(golden, own)
+    assert text == expected
 
 
 def _seed_trace() -> Trace:
@@ -82,4 +90,6 @@ def test_live_smtp_report_golden(workdir: Path) -> None:
     # wide enough that nothing wraps: times and ports vary in length, and are normalised after rendering
     done = wirestack("smtp", "--no-color", "--width", "1000", "--no-pcap", "--no-kernel")  # kernel: test_kernel.py
     assert done.returncode == 0, done.stderr
-    check("smtp-live.txt", normalise(done.stdout))
+    # create_connection's re-raise, as this interpreter's socket.py has it ("raise err" on 3.10)
+    check("smtp-live.txt", normalise(done.stdout),
+          {"\nraise exceptions[0] transport interface": f"\n{pyversion.RAISE_CODE} transport interface"})

@@ -9,12 +9,14 @@
     run = run_case(case, tmpdir, under=[py, "-m", "wirestack", "run", "--json", J, "-w", P], python=None)
 
 A case's settings are the module-level constants of its file (PEER, PEER_OPTS, WHERE, EXPECT_EXIT, EXCEPTION,
-LIBRARY, CLASSES, MIN_PYTHON, NETNS, SETTLE), read with `ast` so that listing the corpus imports no client
-library. A case's truth is a function of the witness (tshark's view of a capture) returning the case's key wire
-facts: computed from the packets, never written down; only the keys and the roles ("client", "server") are
-per case. `run_case` starts the peer (its own untraced process) for "external" cases and passes its port as
-argv[1]; a case with NETNS runs in a private network namespace (its own lo, resolv.conf, hosts) together with
-its peer and, with capture=True, its tcpdump.
+EXCEPTION_ON, LIBRARY, CLASSES, MIN_PYTHON, NETNS, SETTLE), read with `ast` so that listing the corpus imports no
+client library. EXCEPTION is the type the traceback names from 3.11 on; EXCEPTION_ON maps an older (major, minor)
+to the name that interpreter prints instead (3.10's `asyncio.exceptions.TimeoutError`), and `Case.exception` is
+the running interpreter's. A case's truth is a function of the witness (tshark's view of a capture) returning the
+case's key wire facts: computed from the packets, never written down; only the keys and the roles ("client",
+"server") are per case. `run_case` starts the peer (its own untraced process) for "external" cases and passes its
+port as argv[1]; a case with NETNS runs in a private network namespace (its own lo, resolv.conf, hosts) together
+with its peer and, with capture=True, its tcpdump.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ class Case:
     peer_opts: dict[str, Any]
     where: str  # "external", "in-process", "none"
     expect_exit: int
-    exception: str | None  # the traceback's exception type (its last line), None when the program catches
+    exception: str | None  # the traceback's exception type (its last line) on this Python, None when it catches
     library: str
     classes: tuple[str, ...]
     min_python: tuple[int, int]
@@ -259,7 +261,8 @@ def _constants(path: Path) -> tuple[dict[str, Any], str]:
 def load_case(path: Path, truth: Truth) -> Case:
     c, doc = _constants(path)
     return Case(name=path.stem, path=str(path), peer=c.get("PEER"), peer_opts=dict(c.get("PEER_OPTS", {})),
-                where=c.get("WHERE", "none"), expect_exit=int(c.get("EXPECT_EXIT", 1)), exception=c.get("EXCEPTION"),
+                where=c.get("WHERE", "none"), expect_exit=int(c.get("EXPECT_EXIT", 1)),
+                exception=dict(c.get("EXCEPTION_ON", {})).get(sys.version_info[:2], c.get("EXCEPTION")),
                 library=c.get("LIBRARY", ""), classes=tuple(c.get("CLASSES", ())),
                 min_python=(int(c.get("MIN_PYTHON", (3, 10))[0]), int(c.get("MIN_PYTHON", (3, 10))[1])),
                 netns=c.get("NETNS"),

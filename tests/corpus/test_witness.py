@@ -262,14 +262,17 @@ CHECKS: dict[str, Check] = {
 
 
 def _skip_unless_runnable(case: Case) -> None:
-    if sys.version_info[:2] < case.min_python:
-        pytest.skip(f"needs Python {case.min_python}")
     if (case.needs_netns or ISOLATE) and not netns.available():
         pytest.skip("needs root and unshare for a private network namespace")
 
 
+# the cases this interpreter has the APIs for (TaskGroup, all_errors=True: 3.11), as in test_corpus: a case that
+# cannot exist here is not collected, so that under CI=true a skip only ever means a capture that could not run
+RUNNABLE = [c for c in CASES if sys.version_info[:2] >= c.min_python]
+
+
 @pytest.mark.capture
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+@pytest.mark.parametrize("case", RUNNABLE, ids=[c.name for c in RUNNABLE])
 def test_case_on_the_wire(case: Case, tmp_path: Path) -> None:
     _skip_unless_runnable(case)
     run = run_case(case, tmp_path, capture=True, isolate=ISOLATE)

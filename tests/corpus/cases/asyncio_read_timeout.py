@@ -14,9 +14,10 @@ PEER_OPTS: dict[str, object] = {}
 WHERE = "external"
 EXPECT_EXIT = 1
 EXCEPTION = "TimeoutError"
+EXCEPTION_ON = {(3, 10): "asyncio.exceptions.TimeoutError"}  # asyncio.TimeoutError is TimeoutError from 3.11
 LIBRARY = "asyncio"
 CLASSES = ("timeout", "read-timeout")
-MIN_PYTHON = (3, 10)  # on 3.10 the same failure is asyncio.exceptions.TimeoutError
+MIN_PYTHON = (3, 10)
 
 
 async def main(port: int) -> None:

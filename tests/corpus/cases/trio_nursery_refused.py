@@ -15,6 +15,7 @@ PEER_OPTS: dict[str, object] = {}
 WHERE = "external"
 EXPECT_EXIT = 1
 EXCEPTION = "ExceptionGroup"
+EXCEPTION_ON = {(3, 10): "exceptiongroup.ExceptionGroup"}  # 3.10 has none built in: trio raises the backport's
 LIBRARY = "trio"
 CLASSES = ("exception-group", "refusal")
 MIN_PYTHON = (3, 10)

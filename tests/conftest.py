@@ -14,6 +14,26 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# every report any test makes, in this process or a wirestack it runs, is checked: no two facts disagree about
+# a packet (who sent it, what it is); a disagreement fails the run that made it (commands.pipeline.check_facts)
+os.environ["WIRESTACK_CHECK_FACTS"] = "1"
+
+
+@pytest.fixture(autouse=True)
+def facts_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same check for reports built in the test's own process."""
+    import wirestack.report as report_module
+    from wirestack.explain import disagreements
+
+    real = report_module.build_report
+
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        report = real(*args, **kwargs)
+        found = disagreements(report.trace, report.facts)
+        assert not found, found
+        return report
+
+    monkeypatch.setattr(report_module, "build_report", checked)
 
 
 from wirestack.record.netns import can_capture  # noqa: E402  (the same test as the CLI's)

@@ -158,6 +158,7 @@ def analyse(recording: Recording, outputs: Outputs, phases: Phases, with_app_lay
         labelling = _Background(with_app_layer, trace)
         with phases.phase("facts", f"{len(trace.packets):,} packets, {len(trace.calls):,} calls"):
             report = build_report(trace, alignment)
+        check_facts(report)
         with phases.phase("application layer", "(tshark)"):
             report = replace(report, trace=labelling.result())
         result.report = report
@@ -212,6 +213,21 @@ def analyse(recording: Recording, outputs: Outputs, phases: Phases, with_app_lay
         phases.close()
         outputs.close()
     return result
+
+
+class FactsDisagree(Exception):
+    """WIRESTACK_CHECK_FACTS is set and two facts (or a fact and its packet) disagree: a bug in a rule."""
+
+
+def check_facts(report: Report) -> None:
+    """With WIRESTACK_CHECK_FACTS set (the test suite sets it for every run it makes), a report whose facts
+    disagree about a packet is an error instead of a report."""
+    if os.environ.get("WIRESTACK_CHECK_FACTS"):
+        from ..explain import disagreements
+
+        found = disagreements(report.trace, report.facts)
+        if found:
+            raise FactsDisagree("; ".join(found[:5]))
 
 
 def save_unanalysed(recording: Recording, target: Target) -> None:

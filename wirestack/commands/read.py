@@ -72,5 +72,9 @@ def _from_recording(cf: reader.CaptureFile, path: str) -> Trace | None:
 
 
 def load(path: str | Path, decode_app: bool = True) -> Loaded:
+    from .pipeline import check_facts
+
     trace, error = load_trace(path, decode_app)
-    return Loaded(str(path), build_report(trace), error)
+    report = build_report(trace)
+    check_facts(report)
+    return Loaded(str(path), report, error)

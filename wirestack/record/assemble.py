@@ -8,14 +8,15 @@ traffic on the interface is read, counted in `seen`, and left out.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
-from ..core import admission, unseen
+from ..core import admission, paths, unseen
 from ..core import kernel as kernel_events
 from ..core.chains import linked
 from ..core.dissect import dissect
 from ..core.pairing import Alignment, align, endpoints, index_endpoints, nearby
-from ..model import Call, CaptureInfo, ExceptionInfo, Packet, Process, Trace
+from ..model import Call, CaptureInfo, ExceptionInfo, KernelEvent, Packet, Process, Trace
 from . import tracefs
 from .capture import Frames
 from .headers import defines
@@ -25,7 +26,7 @@ from .runner import Client, Recording
 
 def renumber(p: Packet, n: int) -> Packet:
     return Packet(n, p.time_ns, p.proto, p.src, p.dst, p.sport, p.dport, p.flags, p.seq, p.ack, p.length,
-                  p.payload, p.icmp, p.quoted, p.raw, p.app, p.window, p.ttl, p.link)
+                  p.payload, p.icmp, p.quoted, p.raw, p.app, p.window, p.ttl, p.link, p.interface)
 
 
 def select_packets(calls: Sequence[Call], frames: Frames, linktype: int) -> tuple[tuple[Packet, ...], Alignment]:
@@ -44,6 +45,20 @@ def select_packets(calls: Sequence[Call], frames: Frames, linktype: int) -> tupl
     return tuple(kept), align(calls, kept, index=index)
 
 
+def select_on_links(calls: Sequence[Call], frames: Frames, linktype: int) -> tuple[tuple[Packet, ...], Alignment]:
+    """As `select_packets`, for a capture on several links (`frames.ifaces`): the program's own link (interface 0)
+    is selected and paired; the other links add the copies of its packets and their flows (`core.paths`)."""
+    ifaces = frames.ifaces or [0] * len(frames)
+    decoded = [replace(dissect(i + 1, t, d, linktype, n), interface=k) for i, (t, n, d, k) in
+               enumerate(zip(frames.times, frames.lengths, frames.data, ifaces, strict=True))]
+    own = [p for p in decoded if not p.interface]
+    index = index_endpoints(endpoints(calls))
+    near = nearby(calls, own, index)
+    kept = align(calls, near, index=index).packet_pairs
+    packets = tuple(paths.select(kept, decoded))
+    return packets, align(calls, [p for p in packets if not p.interface], index=index)
+
+
 def build_trace(rec: Recording) -> Trace:
     return assemble(rec)[0]
 
@@ -55,7 +70,10 @@ def assemble(rec: Recording) -> tuple[Trace, Alignment]:
     notes = list(rec.notes)
     exception = _exception(rec.loader, rec.pid, new_id, notes)
     notes += _probe_notes(rec.loader)
-    packets, alignment = select_packets(calls, rec.frames, rec.linktype)
+    if rec.links:
+        packets, alignment = select_on_links(calls, rec.frames, rec.linktype)
+    else:
+        packets, alignment = select_packets(calls, rec.frames, rec.linktype)
     kernel: tuple[Any, ...] = ()
     if rec.kernel_text:
         events = tracefs.parse(rec.kernel_text)
@@ -66,6 +84,11 @@ def assemble(rec: Recording) -> tuple[Trace, Alignment]:
             if more is not packets:
                 packets, alignment = more, align(calls, more)
         kernel = tuple(kernel_events.select(events, calls, packets))
+        if rec.links:  # where a packet died on its way: kfree_skb by time (see core.paths)
+            have = {(e.time_ns, e.fields.get("skbaddr")) for e in kernel if e.event == "kfree_skb"}
+            extra = [e for e in paths.drops(events, packets) if (e.time_ns, e.fields.get("skbaddr")) not in have]
+            kernel = tuple(KernelEvent(i, e.time_ns, e.event, e.tid, e.fields, e.pid) for i, e in enumerate(
+                sorted([*kernel, *extra], key=lambda e: e.time_ns), 1))
     elif rec.guarded and packets:
         notes.append("without the kernel layer, which connections are the program's rests on its own records "
                      "(a program could name another's; see docs/trust.md)")
@@ -75,10 +98,10 @@ def assemble(rec: Recording) -> tuple[Trace, Alignment]:
     faults |= {("errno", c.reported) for c in calls if c.reported}
     processes = _processes(rec.loader, calls, rec.pid)
     notes += _process_notes(processes, calls)
-    info = CaptureInfo(rec.interface, None, len(packets), rec.seen, rec.dropped, rec.linktype)
+    info = CaptureInfo(rec.interface, None, len(packets), rec.seen, rec.dropped, rec.linktype, links=rec.links)
     return Trace(rec.client.title, rec.client.shown, packets, calls, exception, info, rec.started_ns,
                  _exit_code(rec.returncode), tuple(notes), defines(faults), kernel, rec.kernel_off,
-                 tuple(processes), True, rec.python), alignment
+                 tuple(processes), True, rec.python, rec.network), alignment
 
 
 def _admitted(calls: Sequence[Call], rec: Recording, events: Sequence[Any], packets: tuple[Packet, ...],
@@ -177,13 +200,14 @@ def _process_notes(processes: Sequence[Process], calls: Sequence[Call]) -> list[
                      + ", ".join(f"{p.pid} ({p.how})" for p in traced[:10]) + (" …" if len(traced) > 10 else ""))
     for p in processes:
         if not p.traced:
-            notes.append(f"child process {p.pid} (`{' '.join(p.argv)[:120]}`) was not traced: its socket calls are "
+            shown = " ".join(" ".join(p.argv).split())[:120]  # one line: an argv may hold newlines (-c code)
+            notes.append(f"child process {p.pid} (`{shown}`) was not traced: its socket calls are "
                          "not recorded and its packets are left out")
     for c in calls:
         if c.op == "spawn" and c.fault is not None:
             argv = c.args.get("argv")
             shown = " ".join(map(str, argv)) if isinstance(argv, list) else str(argv)
-            notes.append(f"the program failed to start `{shown[:120]}`: {c.fault.line[:200]}")
+            notes.append(f"the program failed to start `{' '.join(shown.split())[:120]}`: {c.fault.line[:200]}")
     return notes
 
 

@@ -34,7 +34,7 @@ def test_unknown_option() -> None:
 
 def test_list_and_version() -> None:
     done = wirestack("list")
-    assert done.returncode == 0 and done.stdout.startswith("smtp ")
+    assert done.returncode == 0 and done.stdout.startswith("on loopback (one host)\n  smtp ")
     assert wirestack("--version").stdout.startswith("wirestack ")
 
 

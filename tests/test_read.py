@@ -63,7 +63,7 @@ def test_plain_pcap_shows_packets_and_what_the_wire_alone_shows(workdir: Path) -
     assert data["kind"] == "wire" and data["calls"] == [] and data["exception"] is None
     assert [p["flags"] for p in data["packets"]] == ["S", "RA"] and data["flows"][0]["outcome"] == "refused"
     assert data["capture"] == {"interface": None, "file": "plain.pcap", "format": "pcap", "writer": None,
-                               "packets": 2, "seen": 2, "dropped": 0}
+                               "packets": 2, "seen": 2, "dropped": 0, "links": []}
     refusal = next(f for f in data["facts"] if f["kind"] == "tcp.refused")
     assert (refusal["syn"], refusal["rst"], refusal["server"]["addr"], refusal["client"]["sockets"]) == (
         1, 2, ["127.0.0.1", 464], [])

@@ -22,6 +22,9 @@ from wirestack.labs.peers import KINDS
 from wirestack.labs.scenarios import Scenario, catalogue
 
 NAMES = ["smtp", "http", "ftp", "pop3", "imap", "udp", "timeout", "reset", "eof", "tls", "ipv6", "smtp-ok", "http-ok"]
+# on a network of their own (namespaces; tests/network/test_network_scenarios.py runs them)
+NETWORK = ["no-route-host", "no-route-net", "firewall-drop", "firewall-reject", "ttl", "mtu", "mtu-black-hole", "nat",
+           "dns-nxdomain", "dns-servfail", "dns-silent", "fragments"]
 ENV = {**os.environ, "PYTHONPATH": ROOT}  # `python -m wirestack` must be this checkout's
 
 
@@ -43,7 +46,7 @@ def run(name: str, *args: str) -> dict[str, Any]:
 def test_every_module_is_in_the_catalogue_once() -> None:
     modules = sorted(p.stem.replace("_", "-") for p in Path(ROOT, "wirestack", "labs", "scenarios").glob("*.py")
                      if p.stem != "__init__")
-    assert sorted(catalogue()) == sorted(NAMES) == modules
+    assert sorted(catalogue()) == sorted(NAMES + NETWORK) == modules
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -78,14 +81,15 @@ def test_a_peer_that_only_reserves_a_port_is_skipped_for_a_given_port() -> None:
 def test_list_shows_every_scenario_with_its_lesson() -> None:
     done = cli("list")
     assert done.returncode == 0
-    rows = {line.split(None, 1)[0]: line.split(None, 1)[1] for line in done.stdout.splitlines()}
-    assert rows == {n: catalogue()[n].lesson for n in NAMES}
+    rows = {line.split(None, 1)[0]: line.split(None, 1)[1] for line in done.stdout.splitlines()
+            if line.startswith("  ")}
+    assert rows == {n: catalogue()[n].lesson for n in NAMES + NETWORK}
 
 
 def test_readme_has_a_teachers_section_with_questions_for_every_scenario() -> None:
     readme = Path(ROOT, "README.md").read_text()
     section = readme[readme.index("## For teachers"):]
-    for name in NAMES:
+    for name in NAMES + NETWORK:
         block = re.search(rf"^### `wirestack {re.escape(name)}`.*?(?=^### |\Z)", section, re.M | re.S)
         assert block, f"no teachers' entry for {name}"
         questions = re.findall(r"^\d\. (.+?)(?=^\d\. |^$|\Z)", block.group(0), re.M | re.S)

@@ -154,7 +154,10 @@ def split_run_argv(argv: Sequence[str]) -> tuple[list[str], list[str]]:
 
 
 def _fail(message: str, code: int = EXIT_USAGE) -> int:
-    print(f"wirestack: {message}", file=sys.stderr)
+    from .output.sanitize import clean
+
+    # one line, whatever it quotes: a file name or a value from data may hold newlines and terminal controls
+    print(f"wirestack: {clean(message, 2000)}", file=sys.stderr)
     return code
 
 
@@ -175,8 +178,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "list":
         from .labs.scenarios import catalogue
 
-        for s in catalogue().values():
-            print(f"{s.name:<10} {s.lesson}")
+        groups = [(title, [s for s in catalogue().values() if (s.lab is not None) == network]) for title, network in
+                  (("on loopback (one host)", False), ("on a network of their own (client, router, server)", True))]
+        for n, (title, scenarios) in enumerate(groups):
+            print(("\n" if n else "") + title)
+            for s in scenarios:
+                print(f"  {s.name:<15} {s.lesson}")
         return 0
     if args.command == "read":
         return _read(args)
@@ -219,6 +226,11 @@ def _run_scenario(args: argparse.Namespace) -> int:
     from .record.spool import Spool
 
     scenario = catalogue()[args.command]
+    if scenario.lab is not None:  # a network of its own: see labs.network.lab
+        from .labs.network.lab import run_lab
+
+        return _execute(args, lambda spool: run_lab(scenario, args.host, args.port, spool=spool, **_limits(args)),
+                        scenario.name)
     host = scenario.default_host if args.host is None else args.host
     kind = scenario.peer_for(args.port is not None)
     if kind is not None and args.port is not None and args.port > 65535:
@@ -281,6 +293,7 @@ def _execute(args: argparse.Namespace, runner: Callable[[Any], Any], name: str, 
     the report (`commands.pipeline`). For a program (`run`), the report goes to stderr (stdout is the
     program's) and wirestack exits with the program's status."""
     from .commands.pipeline import Outputs, Phases, analyse, spool_for
+    from .errors import NetworkError
     from .labs.peers import PeerError
     from .output.files import OutputError, Target, default_path
     from .record.capture import CaptureError
@@ -318,7 +331,7 @@ def _execute(args: argparse.Namespace, runner: Callable[[Any], Any], name: str, 
     try:
         try:
             recording = runner(spool)
-        except (CaptureError, ProgramError, PeerError) as exc:
+        except (CaptureError, ProgramError, PeerError, NetworkError) as exc:
             outputs.close()
             return _fail(str(exc))
         except Interrupted as exc:

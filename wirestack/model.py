@@ -64,6 +64,7 @@ class Packet:
     window: int = 0  # TCP window field (unscaled)
     ttl: int = 0  # IPv4 TTL / IPv6 hop limit
     link: int = 1  # the frame's link type (pcap LINKTYPE_*)
+    interface: int = 0  # the pcapng interface it was captured on (see CaptureInfo.links)
 
     @property
     def src_addr(self) -> Addr:
@@ -194,6 +195,10 @@ class CaptureInfo:
     linktype: int = 1
     format: str = ""  # for a file read back: "pcap" or "pcapng"
     writer: str = ""  # for a file read back: the program that wrote it, when it says
+    # A capture on several links of one path (a network lab, or a capture merged with the peer's): the name of
+    # each interface, in interface-id order, the first the traced program's own link. Packets seen on the others
+    # are the same packets further along their way: they stay out of pairing and flows (see core.paths).
+    links: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,3 +231,4 @@ class Trace:
     processes: tuple[Process, ...] = ()
     traced: bool = True  # False: a capture file without a wirestack trace (packets only)
     python: str = ""  # the interpreter of the traced program ("3.11.7")
+    network: dict[str, Any] = field(default_factory=dict)  # a network lab's hosts, links, routes, firewall counters

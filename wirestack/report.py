@@ -13,6 +13,7 @@ from functools import cached_property
 from .core.chains import linked
 from .core.kernel import KernelView, link
 from .core.pairing import Alignment, align
+from .core.paths import own_link
 from .explain import Explanation, explain
 from .explain.facts import Fact
 from .model import Call, KernelEvent, Packet, Trace
@@ -55,6 +56,7 @@ class Report:
 
 def build_report(trace: Trace, alignment: Alignment | None = None) -> Report:
     """`alignment`: the trace's own, when the caller has it already (`record.assemble`)."""
-    alignment = alignment if alignment is not None else align(trace.calls, trace.packets)
-    kernel = link(trace.kernel, trace.calls, trace.packets, alignment) if trace.kernel else KernelView()
+    own = own_link(trace)  # a capture on several links: the program's own (see core.paths)
+    alignment = alignment if alignment is not None else align(trace.calls, own)
+    kernel = link(trace.kernel, trace.calls, own, alignment) if trace.kernel else KernelView()
     return Report(trace, alignment, kernel, explain(trace, alignment, kernel))

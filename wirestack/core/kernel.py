@@ -315,6 +315,9 @@ def link(events: Sequence[KernelEvent], calls: Sequence[Call], packets: Sequence
         if not near:
             continue
         _, source, lk = addr_events[min(near, key=lambda j: abs(times[j] - ev.time_ns))]
+        told = source.fields.get("reason", "")
+        if source.event == "tcp_send_reset" and told and told != ev.fields.get("reason", told):
+            continue  # a reused skb address: the reset names another reason than the drop
         ends = ends_of(source)
         dropped: tuple[int, ...] = ()
         if ends is not None:

@@ -19,7 +19,9 @@ Pure functions over model records; no IO. The rules, in the order they are appli
    the kernel lets it (Nagle): it goes to the latest write-type call. Data (and FIN) that arrives goes to the
    read that takes it. An error packet (RST, ICMP) goes to the call that fails because of it. A bare ACK outside
    every call is the kernel's own.
-5. **Frames.** A Python frame lines up with every packet paired with any call made while that frame (that
+5. **Companions.** Packets in no flow that a call caused: the ARP / neighbour discovery lookups made for its
+   packets and their answers, and a datagram's later fragments (`companions`).
+6. **Frames.** A Python frame lines up with every packet paired with any call made while that frame (that
    very frame object, see `probe.py`) was on the stack.
 """
 
@@ -34,6 +36,7 @@ from functools import cached_property, lru_cache
 from itertools import islice
 
 from ..model import Addr, Call, Packet
+from .companions import companions, lookup
 from .flows import Flow, Flows, group
 
 TOLERANCE_NS = 100_000_000  # 100 ms
@@ -451,6 +454,13 @@ def align(calls: Sequence[Call], packets: Sequence[Packet], flows: Flows | None 
                     sender = side_in_flow
                     ends[f.id][sender if side == "out" else ("b" if sender == "a" else "a")].add(ep.socket)
 
+    # rule 5: what the calls caused outside every flow (neighbour lookups, later fragments; see core.companions)
+    if calls and any(p.id not in flows.of_packet for p in packets):
+        flow_pairs: dict[int, list[tuple[int, str, int | None, str]]] = defaultdict(list)
+        for x in pairs:
+            flow_pairs[x.packet].append((x.socket, x.side, x.call, x.role))
+        pairs += [Pair(*c) for c in companions(calls, packets, flow_pairs)]
+
     call_packets: dict[int, list[int]] = defaultdict(list)
     socket_packets: dict[int, list[int]] = defaultdict(list)
     packet_pairs: dict[int, list[Pair]] = defaultdict(list)
@@ -497,6 +507,8 @@ def nearby(calls: Sequence[Call], packets: Sequence[Packet], index: Index) -> li
 
 
 def _near(p: Packet, index: Index, lookups: bool) -> bool:
+    if p.proto == "ARP" or p.proto == "other" and p.src or p.proto == "ICMPv6" and lookup(p) is not None:
+        return bool(index) or lookups  # a neighbour lookup or a later fragment: rule 5 says whose
     if p.quoted is not None:
         q = p.quoted
         return (q.proto, q.sport) in index or (lookups and DNS_PORT in (q.sport, q.dport))

@@ -20,6 +20,8 @@ Kinds, by what they are about:
     exceptions   exception.origin  exception.built  exception.python  exception.group  exception.layers
     kernel       kernel.drop  kernel.states
     the run      capture.empty  capture.dropped  run.no_calls  ip.v6  arp.unanswered
+    networks     path.forwarded  nat.rewrite  path.stopped  ip.ttl_origin  path.mtu  path.black_hole
+                 ip.fragments  route.none  neighbour.unanswered  dns.tries  firewall.counted  merge.clock
 """
 
 from __future__ import annotations
@@ -715,3 +717,235 @@ class Note(Fact):
 
 def kind_of(fact: Fact) -> str:
     return fact.what if isinstance(fact, Note) else fact.kind
+
+
+# -- networks: a packet along its path (a network lab's links, a capture merged with the peer's) --------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Forwarded(Fact):
+    """A packet seen on one link and again on the next one of its path: it crossed the router, which lowered its
+    TTL (and, under NAT, rewrote its addresses: see nat.rewrite)."""
+
+    kind: ClassVar[str] = "path.forwarded"
+    packet: int  # as first seen
+    copy: int  # the same packet on the next link
+    what: str  # "SYN", "segment", "datagram", ...
+    seen_on: str  # the link (capture interface) it was first seen on
+    then_on: str
+    delay_ns: int
+    ttl_before: int
+    ttl_after: int
+    source: Addr
+    target: Addr
+    crossed: int = 1  # packets of its flow that crossed the same way
+
+    def group(self) -> tuple[Any, ...]:
+        return (self.kind, self.seen_on, self.then_on)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NatRewrite(Fact):
+    """The same connection with another 4-tuple on each side of the router: it rewrote the addresses."""
+
+    kind: ClassVar[str] = "nat.rewrite"
+    inside: tuple[Addr, Addr]  # (source, destination) of its first packet on the program's link
+    outside: tuple[Addr, Addr]  # the same packet on the other link
+    inside_link: str
+    outside_link: str
+    rewritten: str  # "source", "destination" or "source and destination"
+    port_kept: bool  # the rewritten side kept its port
+    packet: int
+    copy: int
+    reply: int | None = None  # the first answer on the other link
+    reply_copy: int | None = None  # that answer on the program's link, rewritten back
+    delay_ns: int = 0
+
+    def group(self) -> tuple[Any, ...]:
+        return (self.kind, self.outside[0])
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Stopped(Fact):
+    """Packets seen on one link that never appeared on the next link of their way: they ended between."""
+
+    kind: ClassVar[str] = "path.stopped"
+    what: str  # "SYN", "segment", "datagram", ...
+    source: Addr
+    target: Addr
+    seen_on: str
+    missing_on: str
+    first: int
+    count: int
+    largest: int  # IP length of the largest of them
+    answered_by: int | None = None  # an ICMP error or RST that came back for them from the way
+    answer: str = ""  # what that was
+    drop: int | None = None  # a kfree_skb right after the first (joined by time: it names no addresses)
+    drop_reason: str = ""
+    drop_location: str = ""
+    drop_after_ns: int = 0
+    rule: str = ""  # the firewall rule that counted packets meanwhile
+    rule_host: str = ""
+    rule_packets: int = 0
+
+    def group(self) -> tuple[Any, ...]:
+        return (self.kind, self.target, self.what, self.missing_on)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TtlOrigin(Fact):
+    """Where an RST or ICMP error was made, from its TTL: each router on the way lowers it by one from the value
+    its maker starts with, and the links it was (or was not) seen on before."""
+
+    kind: ClassVar[str] = "ip.ttl_origin"
+    packet: int
+    what: str  # "RST", "ICMP time exceeded in transit", ...
+    sender: str  # its source address
+    ttl: int
+    initial: int  # the TTL its maker starts with (that host's default where known, else 64, 128 or 255)
+    hops: int  # routers crossed: initial - ttl
+    crossed: str = ""  # the link it was seen on before this one, if any
+    reference: int | None = None  # another packet from the same address that did come from further away
+    reference_ttl: int = 0
+    maker: str = ""  # the host that made it, where the lab knows its addresses
+
+    def group(self) -> tuple[Any, ...]:
+        return (self.kind, self.sender, self.what, self.ttl)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PathMtu(Fact):
+    """Path MTU discovery: segments too large for a link further on, answered by ICMP fragmentation needed
+    (ICMPv6 packet too big) with that link's MTU, and the sender's segments after it."""
+
+    kind: ClassVar[str] = "path.mtu"
+    sender: Addr
+    target: Addr
+    reporter: str
+    mtu: int
+    icmp: tuple[int, ...]  # the ICMP errors
+    big: int  # segments larger than the MTU sent before the first ICMP
+    largest: int  # IP length of the largest
+    df: bool  # they had Don't Fragment set
+    after: int | None = None  # the first segment sent after the first ICMP
+    after_largest: int = 0  # IP length of the largest segment from then on
+    beyond_largest: int = 0  # the largest packet of the flow on the far link
+
+    def group(self) -> tuple[Any, ...]:
+        return (self.kind, self.reporter, self.mtu)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BlackHole(Fact):
+    """A path MTU black hole: full-size segments vanish on the way and are sent again and again, smaller packets
+    of the same connection get through, and no ICMP fragmentation needed comes back."""
+
+    kind: ClassVar[str] = "path.black_hole"
+    sender: Addr
+    target: Addr
+    size: int  # IP length of the segments that vanished
+    count: int
+    first: int
+    sent: int  # how many times the first of them was sent
+    waits_ns: tuple[int, ...]  # between those copies
+    crossed_largest: int  # the largest packet of the connection that crossed
+    missing_on: str
+    rule: str = ""  # a firewall rule that dropped ICMP meanwhile, with its host
+    rule_packets: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Fragments(Fact):
+    """A datagram larger than the link's MTU, sent as IP fragments: each fragment's size, offset and flags."""
+
+    kind: ClassVar[str] = "ip.fragments"
+    source: Addr
+    target: Addr
+    ident: int  # the IP identification they share
+    size: int  # the datagram's length (its transport header and payload, without the IP header)
+    sizes: tuple[int, ...]  # IP length of each fragment
+    offsets: tuple[int, ...]  # in bytes
+    more: tuple[bool, ...]  # more-fragments flag of each
+    df: bool
+    call: int | None = None  # the call that sent the datagram
+    crossed: int = 0  # fragments seen again on the next link
+    then_on: str = ""
+    proto: str = "UDP"  # the transport protocol the IP header names ("UDP", "ICMP", or its number)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NoRoute(Fact):
+    """A call failed with ENETUNREACH before any packet: the routing table had no route for the address."""
+
+    kind: ClassVar[str] = "route.none"
+    call: int
+    op: str
+    target: Addr
+    host: str  # the host whose routing table (a network lab's), "" when unknown
+    routes: tuple[str, ...]  # that table, as its kernel listed it at the start of the run
+    covering: str  # a route that covers the address ("" none)
+    links: tuple[str, ...]  # the links captured, where no packet of the call was seen
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NeighbourUnanswered(Fact):
+    """A call's packet waited for the next hop's link-layer address: ARP requests (IPv6 neighbour
+    solicitations) with no answer, so none of the call's own packets left."""
+
+    kind: ClassVar[str] = "neighbour.unanswered"
+    protocol: str  # "ARP" or "NDP"
+    asker: str
+    target: str
+    requests: tuple[int, ...]
+    gaps_ns: tuple[int, ...]
+    call: int | None = None  # the call they were made for
+    error: str = ""  # what it failed with
+    waited_ns: int = 0  # from the first request to the call's end
+    sent: int = 0  # packets of the call's own flow that left
+
+    def group(self) -> tuple[Any, ...]:
+        return (self.kind, self.target, self.error)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DnsTries(Fact):
+    """How the resolver asked one server: its tries, the time between them, and the answers (rcodes)."""
+
+    kind: ClassVar[str] = "dns.tries"
+    server: Addr
+    names: tuple[str, ...]
+    types: tuple[str, ...]  # the query types asked ("A", "AAAA")
+    queries: int
+    tries: int  # rounds of the same questions
+    gaps_ns: tuple[int, ...]  # between the rounds
+    rcodes: tuple[str, ...]  # the answers' rcodes, in order
+    answer_ns: int = 0  # from the first query to the first answer
+    after_last_ns: int = 0  # from the last query to the end of the call
+    call: int | None = None  # the getaddrinfo() they were made inside
+    error: str = ""  # what it failed with
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Counted(Fact):
+    """A firewall rule of a network lab and what it matched during the run (nft's own counter, read after)."""
+
+    kind: ClassVar[str] = "firewall.counted"
+    host: str
+    chain: str
+    rule: str
+    matched: int  # packets
+    size: int  # bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClockOffset(Fact):
+    """Two captures of one exchange (this one and the peer's, `read --peer`): their clocks' offset, estimated
+    from the packets both saw (matched by IP id, sequence numbers and payload, not by time)."""
+
+    kind: ClassVar[str] = "merge.clock"
+    this: str
+    peer: str
+    offset_ns: int  # the peer's clock minus this one's
+    delay_ns: int  # one-way delay, where packets were matched both ways
+    matched: int
+    both_ways: bool

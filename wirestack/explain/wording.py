@@ -9,7 +9,7 @@ error" for getaddrinfo, "OpenSSL SSL_ERROR_SSL (1) [WRONG_VERSION_NUMBER]", "a P
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ..model import EAI, ERRNO, HERRNO, OPENSSL, TIMEOUT, Addr, Call, Fault
@@ -534,3 +534,198 @@ QUIET = frozenset({"tcp.bytes", "call.failed", "kernel.states"})
 
 def sentence(fact: F.Fact, words: Words) -> str:
     return SENTENCES[type(fact)](fact, words)
+
+
+# -- networks ---------------------------------------------------------------------------------------------------
+
+
+def _forwarded(f: F.Forwarded, w: Words) -> str:
+    text = (f"the {f.what} (#{f.packet}) from {addr(f.source)} to {addr(f.target)}, seen on {f.seen_on} with TTL "
+            f"{f.ttl_before}, crossed to {f.then_on}: #{f.copy} is the same packet {duration(f.delay_ns)} later, "
+            f"with TTL {f.ttl_after}" + (": the router lowered it by one" if f.ttl_before - f.ttl_after == 1 else ""))
+    if f.crossed > 1:
+        text += f"; {count(f.crossed, 'packet')} of its flow crossed the router"
+    return text
+
+
+def _nat(f: F.NatRewrite, w: Words) -> str:
+    (a, b), (c, d) = f.inside, f.outside
+    kept = ", keeping the port" if f.port_kept else ", and the port"
+    text = (f"NAT: on {f.inside_link} the connection is {addr(a)} → {addr(b)}, on {f.outside_link} it is "
+            f"{addr(c)} → {addr(d)}: #{f.packet} and #{f.copy} are the same packet (IP id, sequence number and "
+            f"payload agree), and the router rewrote its {f.rewritten}{kept}")
+    if f.reply is not None and f.reply_copy is not None:
+        text += f"; the answers are rewritten back (#{f.reply} on {f.outside_link} is #{f.reply_copy} on " \
+                f"{f.inside_link})"
+    return text
+
+
+def _stopped(f: F.Stopped, w: Words) -> str:
+    size = f", up to {f.largest} bytes" if f.what == "segment" else ""
+    what = f"the {f.what} (#{f.first})" if f.count == 1 else f"{count(f.count, f.what)} (#{f.first} first{size})"
+    one = f.count == 1
+    here, there = f.seen_on.split("/", 1)[0], f.missing_on.split("/", 1)[0]
+    text = f"{what} from {addr(f.source)} to {addr(f.target)} {'was' if one else 'were'} seen on {f.seen_on} and " \
+           f"never on {f.missing_on}"
+    if here == there and "/" in f.seen_on:  # both captured inside one host: it took them in and never sent them on
+        text += f": the {here} received {'it' if one else 'them'} and did not pass {'it' if one else 'them'} on"
+    else:
+        text += f": {'it' if one else 'they'} ended on the way between"
+    if f.answered_by is not None:
+        text += f"; {f.answer} (#{f.answered_by}) came back instead"
+    if f.drop is not None:
+        text += (f"; {duration(f.drop_after_ns)} after {'it' if one else 'one of them'} the kernel dropped a packet "
+                 f"(k{f.drop}: kfree_skb, reason {f.drop_reason} at {f.drop_location}; a time join, since kfree_skb "
+                 "names no address)")
+    if f.rule:
+        text += f"; the {f.rule_host}'s firewall rule `{f.rule}` counted {count(f.rule_packets, 'packet')}"
+    return text
+
+
+def _ttl_origin(f: F.TtlOrigin, w: Words) -> str:
+    hops = "it crossed no router" if f.hops == 0 else f"{count(f.hops, 'router')} lowered it on the way"
+    text = (f"the {f.what} (#{f.packet}) from {f.sender} arrived with TTL {f.ttl}, and its maker starts from "
+            f"{f.initial}: {hops}")
+    if f.crossed:
+        text += f"; it was seen on {f.crossed} before: it came from beyond the router"
+    elif f.maker:
+        text += f"; it was seen on no other link: the {f.maker} made it"
+        if f.what == "RST":
+            text += f", in {f.sender}'s name"
+    if f.reference is not None:
+        text += f"; packets that do come from {f.sender} arrive with TTL {f.reference_ttl} (#{f.reference})"
+    return text
+
+
+def _path_mtu(f: F.PathMtu, w: Words) -> str:
+    df = " with Don't Fragment set" if f.df else ""
+    text = (f"path MTU discovery: {addr(f.sender)} sent {count(f.big, 'segment')} of up to {f.largest} bytes{df}, "
+            f"and {f.reporter} answered ICMP fragmentation needed, next-hop MTU {f.mtu} "
+            f"({count(len(f.icmp), 'time')}, #{f.icmp[0]} first)")
+    if f.after is not None:
+        text += f"; from #{f.after} on its segments were at most {f.after_largest} bytes: the sender lowered its " \
+                "segment size to fit the path"
+    if f.beyond_largest:
+        text += f"; the far link carried nothing of it above {f.beyond_largest} bytes"
+    return text
+
+
+def _doubling(waits: Sequence[int]) -> str:
+    """', each wait doubling: ...' only when the recorded waits do double (within 30%)."""
+    if len(waits) >= 2 and all(a > 0 and 1.7 <= b / a <= 2.3 for a, b in zip(waits, waits[1:], strict=False)):
+        return ", each wait doubling: TCP's retransmission timeout backing off"
+    return ""
+
+
+def _black_hole(f: F.BlackHole, w: Words) -> str:
+    waits = ", ".join(duration(x) for x in f.waits_ns)
+    text = (f"a path MTU black hole: {count(f.count, 'segment')} of {f.size} bytes from {addr(f.sender)} never "
+            f"appeared on {f.missing_on}, while its packets up to {f.crossed_largest} bytes did; "
+            f"the first (#{f.first}) was sent {f.sent} times ({waits} apart{_doubling(f.waits_ns)}), and no ICMP "
+            "fragmentation needed came back to say why")
+    if f.rule:
+        text += f"; the firewall rule {f.rule} counted {count(f.rule_packets, 'packet')}: the router did say, " \
+                "and its own firewall threw the message away"
+    return text
+
+
+def _fragments(f: F.Fragments, w: Words) -> str:
+    who = f"{w.op(f.call)} sent" if f.call is not None else f"{addr(f.source)} sent"
+    sizes = ", ".join(map(str, f.sizes))
+    offsets = ", ".join(map(str, f.offsets))
+    target = addr(f.target) if f.target[1] else f.target[0]
+    ids = " #".join(map(str, f.packets[:len(f.sizes)]))
+    df = ", Don't Fragment clear" if not f.df else ""
+    text = (f"{who} one {f.proto} datagram of {count(f.size, 'byte')} ({f.proto} header included) to {target}: "
+            f"larger than the link's MTU, it left as {len(f.sizes)} IP fragments of {sizes} bytes (#{ids}; "
+            f"IP id {f.ident}, offsets {offsets}, more-fragments set on all but the last{df}); only the first "
+            f"carries the {f.proto} header")
+    if f.crossed:
+        text += f"; {count(f.crossed, 'fragment')} crossed the router to {f.then_on}: the receiver's kernel puts " \
+                "them together"
+    return text
+
+
+def _no_route(f: F.NoRoute, w: Words) -> str:
+    links = ", ".join(f.links)
+    text = (f"{f.op}() to {addr(f.target)} failed with ENETUNREACH (101) before anything was sent: not one packet "
+            f"was captured on {links}")
+    if f.routes:
+        text += (f"; the {f.host}'s routing table (as its kernel listed it at the start) has "
+                 f"{'; '.join(f.routes)}")
+        text += f", and {f.covering} would cover {f.target[0]}" if f.covering else \
+            f": no default route, and no route covers {f.target[0]}"
+    else:
+        text += "; the kernel found no route for it (ENETUNREACH is decided before any packet leaves)"
+    return text
+
+
+def _neighbour(f: F.NeighbourUnanswered, w: Words) -> str:
+    ask = "ARP request" if f.protocol == "ARP" else "neighbour solicitation"
+    many = len(f.requests) > 1
+    gaps = f", {', '.join(duration(g) for g in f.gaps_ns)} apart" if f.gaps_ns else ""
+    text = (f"{f.asker} asked {count(len(f.requests), 'time')} who has {f.target} ({ask}{'s' if many else ''} "
+            f"#{' #'.join(map(str, f.requests[:8]))}{gaps}), and nobody on the link answered")
+    if f.call is not None:
+        text += f"; {'they were' if many else 'it was'} made for {w.op(f.call)}, which waited {duration(f.waited_ns)}"
+        if not f.sent:
+            text += ": none of its own packets left, since a packet on a link needs the next hop's hardware " \
+                    "address"
+        if f.error:
+            text += f"; then it failed with {w.error(f.call)}"
+    return text
+
+
+_RCODE_MEANING = {"NXDOMAIN": "the name does not exist", "SERVFAIL": "the server could not answer",
+                  "REFUSED": "the server will not answer", "NOERROR": "an answer", "FORMERR": "it misread the query"}
+
+
+def _dns_tries(f: F.DnsTries, w: Words) -> str:
+    names = ", ".join(f.names)
+    text = (f"the resolver asked {addr(f.server)} for {names} ({' and '.join(f.types)}"
+            f"{', at once' if len(f.types) > 1 else ''}): {count(f.queries, 'query', 'queries')} in "
+            f"{count(f.tries, 'try', 'tries')}")
+    if f.gaps_ns:
+        text += f", {', '.join(duration(g) for g in f.gaps_ns)} apart"
+    if f.rcodes:
+        kinds = sorted(set(f.rcodes))
+        text += "; answered " + ", ".join(f"{k} ({_RCODE_MEANING.get(k, 'rcode')})" for k in kinds) + \
+            f", the first after {duration(f.answer_ns)}"
+        if f.tries == 1 and "NXDOMAIN" in kinds:
+            text += ": an answer is final, so no retry"
+        elif f.tries > 1:
+            text += ": the resolver tried again, as for no answer"
+    else:
+        text += "; no answer came"
+        if f.tries > 1:
+            text += ": the resolver asked again after its timeout"
+    if f.error:
+        text += f"; {duration(f.after_last_ns)} after the last query getaddrinfo() gave up with {w.error(f.call)}"
+    return text
+
+
+def _counted(f: F.Counted, w: Words) -> str:
+    return (f"the {f.host}'s firewall rule `{f.rule}` (chain {f.chain}) matched {count(f.matched, 'packet')} "
+            f"({count(f.size, 'byte')}) during the run, by its own counter")
+
+
+def _clock(f: F.ClockOffset, w: Words) -> str:
+    ahead = "ahead of" if f.offset_ns >= 0 else "behind"
+    text = (f"{f.peer}'s clock runs {duration(abs(f.offset_ns))} {ahead} {f.this}'s, estimated from "
+            f"{count(f.matched, 'packet')} both captures hold (matched by IP id, sequence numbers and payload, not "
+            "by time)")
+    if f.both_ways:
+        text += f": half the difference of the two directions' delays, with a one-way delay of about " \
+                f"{duration(f.delay_ns)}; the peer's times are shown on this capture's clock"
+    else:
+        text += ": packets went one way only, so the offset includes the one-way delay"
+    return text
+
+
+SENTENCES.update({
+    F.Forwarded: _forwarded, F.NatRewrite: _nat, F.Stopped: _stopped, F.TtlOrigin: _ttl_origin,
+    F.PathMtu: _path_mtu, F.BlackHole: _black_hole, F.Fragments: _fragments, F.NoRoute: _no_route,
+    F.NeighbourUnanswered: _neighbour, F.DnsTries: _dns_tries, F.Counted: _counted, F.ClockOffset: _clock,
+})
+
+QUIET = QUIET | {"firewall.counted"}  # told with what it stopped (path.stopped); the JSON has every rule's count

@@ -383,7 +383,8 @@ def _trace(d: dict[str, Any], packets: Sequence[Packet]) -> Trace:
     links, network = cap.get("links", []), _plain(d.get("network", {}))
     if not isinstance(links, list) or not isinstance(network, dict):
         raise _Bad
-    info = CaptureInfo(_str(cap.get("interface", ""), 600), None if cap.get("file") is None else _str(cap["file"], 4096),
+    info = CaptureInfo(_str(cap.get("interface", ""), 600),
+                       None if cap.get("file") is None else _str(cap["file"], 4096),
                        len(packets), _int(cap.get("seen", 0), 0), _int(cap.get("dropped", 0), 0),
                        _int(cap.get("linktype", 1), 0, 0xFFFF), links=tuple(_str(x, 300) for x in links[:64]))
     return Trace(_str(d["title"], 400), _str(d.get("client", ""), 100_000), tuple(packets), tuple(calls),

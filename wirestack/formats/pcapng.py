@@ -1,8 +1,9 @@
 """pcapng blocks, written: bytes only, no knowledge of reports (the annotation is `output.annotate`'s).
 
 Layout (pcapng, IETF draft): Section Header Block (shb_userappl, and wirestack's trace in custom options, see
-`archive`), Interface Description Blocks (link type, snap length, if_name, if_tsresol=9: nanoseconds), then one
-Enhanced Packet Block per packet, each with its opt_comment options.
+`archive`), Interface Description Blocks (link type, snap length, if_name, if_description, if_tsresol=9:
+nanoseconds; one per link of a capture on several links), then one Enhanced Packet Block per packet, each with its
+interface id and its opt_comment options.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Iterable, Sequence
 
 BYTE_ORDER_MAGIC = 0x1A2B3C4D
 SHB, IDB, EPB = 0x0A0D0D0A, 1, 6
-OPT_END, OPT_COMMENT, SHB_USERAPPL, IF_NAME, IF_TSRESOL = 0, 1, 4, 2, 9
+OPT_END, OPT_COMMENT, SHB_USERAPPL, IF_NAME, IF_DESCRIPTION, IF_TSRESOL = 0, 1, 4, 2, 3, 9
 CUSTOM_COPYABLE = 2989  # a custom binary option that tools may copy (see archive)
 _HEAD = struct.Struct("<HH")
 _EPB = struct.Struct("<IIIIIII")
@@ -40,9 +41,9 @@ def section_header(application: str, custom: Sequence[bytes] = ()) -> bytes:
     return block(SHB, struct.pack("<IHHq", BYTE_ORDER_MAGIC, 1, 0, -1) + options(opts))
 
 
-def interface_description(linktype: int, snaplen: int, name: str) -> bytes:
-    body = struct.pack("<HHI", linktype, 0, snaplen) + options([(IF_NAME, name.encode()[:255]),
-                                                                (IF_TSRESOL, bytes([9]))])
+def interface_description(linktype: int, snaplen: int, name: str, description: str = "") -> bytes:
+    opts = [(IF_NAME, name.encode()[:255])] + ([(IF_DESCRIPTION, description.encode()[:1000])] if description else [])
+    body = struct.pack("<HHI", linktype, 0, snaplen) + options([*opts, (IF_TSRESOL, bytes([9]))])
     return block(IDB, body)
 
 

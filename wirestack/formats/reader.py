@@ -38,6 +38,8 @@ class CaptureFile:
     caplens: array[int] = field(default_factory=lambda: array("I"), repr=False)
     wirelens: array[int] = field(default_factory=lambda: array("I"), repr=False)
     links: array[int] = field(default_factory=lambda: array("H"), repr=False)  # link type of each packet
+    ifaces: array[int] = field(default_factory=lambda: array("I"), repr=False)  # interface id of each packet
+    interfaces: list[str] = field(default_factory=list)  # pcapng: each interface's if_name ("" if none), by id
     application: str = ""  # the SHB's shb_userappl (pcapng)
     trace_values: list[bytes] = field(default_factory=list, repr=False)  # our SHB custom options, PEN removed
     error: str | None = None  # where the file broke, if it did
@@ -55,7 +57,9 @@ class CaptureFile:
 
     def packet(self, pid: int) -> Packet:
         i = pid - 1
-        return dissect(pid, self.times[i], self.raw(pid), self.links[i], self.wirelens[i])
+        p = dissect(pid, self.times[i], self.raw(pid), self.links[i], self.wirelens[i])
+        iface = self.ifaces[i] if i < len(self.ifaces) else 0
+        return replace(p, interface=iface) if iface else p
 
 
 def load(path: str | Path) -> CaptureFile:
@@ -153,7 +157,7 @@ def _pcapng(data: bytes) -> CaptureFile:
     times, offsets, caplens, wirelens, links = cf.times, cf.offsets, cf.caplens, cf.wirelens, cf.links
     order = "<"
     ifaces: list[_Interface] = []
-    pos, end, n = 0, len(data), 0
+    pos, end, n, base = 0, len(data), 0, 0
     epb = struct.Struct("<IIIII")
     while pos < end:
         n += 1
@@ -169,6 +173,7 @@ def _pcapng(data: bytes) -> CaptureFile:
                 break
             epb = struct.Struct(order + "IIIII")
             ifaces = []
+            base = len(cf.interfaces)  # a new section numbers its interfaces from 0 again
         length = struct.unpack_from(order + "I", data, pos + 4)[0]
         if length < 12 or length % 4:
             cf.error = f"damaged at byte {pos}: block {n} has an impossible length ({length})"
@@ -192,6 +197,7 @@ def _pcapng(data: bytes) -> CaptureFile:
             caplens.append(cap)
             wirelens.append(orig)
             links.append(ifaces[iface].link)
+            cf.ifaces.append(base + iface)
         elif kind == PCAPNG_SHB:
             for code, value in _options(data, body + 16, stop, order):
                 if code == 4:
@@ -203,8 +209,11 @@ def _pcapng(data: bytes) -> CaptureFile:
         elif kind == 1 and stop - body >= 8:
             link = struct.unpack_from(order + "H", data, body)[0]
             iface_ = _Interface(link)
+            cf.interfaces.append("")
             for code, value in _options(data, body + 8, stop, order):
-                if code == 9 and value:
+                if code == 2:
+                    cf.interfaces[-1] = value.decode("utf-8", "replace")[:255]
+                elif code == 9 and value:
                     iface_.binary, iface_.units = bool(value[0] & 0x80), value[0] & 0x7F
                 elif code == 14 and len(value) == 8:
                     iface_.offset_s = struct.unpack_from(order + "q", value)[0]
@@ -216,6 +225,7 @@ def _pcapng(data: bytes) -> CaptureFile:
             caplens.append(min(orig, stop - body - 4))
             wirelens.append(orig)
             links.append(ifaces[0].link)
+            cf.ifaces.append(base)
         elif kind == 2 and stop - body >= 20:  # obsolete packet block
             iface, _drops, hi, lo, cap, orig = struct.unpack_from(order + "HHIIII", data, body)
             ns = _to_ns((hi << 32) | lo, ifaces[iface]) if iface < len(ifaces) else None
@@ -225,6 +235,7 @@ def _pcapng(data: bytes) -> CaptureFile:
                 caplens.append(cap)
                 wirelens.append(orig)
                 links.append(ifaces[iface].link)
+                cf.ifaces.append(base + iface)
         pos += length
     return cf
 

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 
 from .._version import __version__
 from ..formats import archive, pcapng
-from ..model import ERRNO, Call
+from ..model import ERRNO, Call, Trace
 from ..report import Report
 from .sanitize import clean
 from .text import describe_event, outcome
@@ -82,6 +82,21 @@ def comment(call: Call, role: str, socket: int | None = None, cache: dict[object
     return f"{head}{where} [wirestack {own}{' ' + stack if stack else ''}]"
 
 
+def interfaces(trace: Trace) -> list[tuple[str, str]]:
+    """(if_name, if_description) of each interface block: one per link of a capture on several links (the
+    network lab's taps name the link they sit on), else the one interface."""
+    if not trace.capture.links:
+        return [(trace.capture.interface or "capture", "")]
+    about = {t.get("name"): t for t in trace.network.get("taps", []) if isinstance(t, dict)}
+    out = []
+    for i, name in enumerate(trace.capture.links):
+        tap = about.get(name, {})
+        ends = tap.get("link") or []
+        where = f"{tap.get('interface')} of {tap.get('host')}, on the {'–'.join(map(str, ends))} link" if ends else ""
+        out.append((name, where + (" (the traced program's own link)" if i == 0 and where else "")))
+    return out
+
+
 def blocks(report: Report, snaplen: int = 262144) -> Iterator[bytes]:
     """The annotated pcapng, block by block: section header (carrying the trace, see `formats.archive`),
     interface, then one enhanced packet block per packet with its comments."""
@@ -90,7 +105,8 @@ def blocks(report: Report, snaplen: int = 262144) -> Iterator[bytes]:
     cache: dict[tuple[int, str, int], str] = {}
     parts: dict[object, str] = {}
     yield pcapng.section_header(f"wirestack {__version__}", archive.option_values(trace))
-    yield pcapng.interface_description(trace.capture.linktype, snaplen, trace.capture.interface or "capture")
+    for name, about in interfaces(trace):
+        yield pcapng.interface_description(trace.capture.linktype, snaplen, name, about)
     kernel = report.kernel
     for p in trace.packets:
         texts = []
@@ -106,7 +122,7 @@ def blocks(report: Report, snaplen: int = 262144) -> Iterator[bytes]:
                              f"involved (socket {pair.socket})" + fields(role="kernel", socket=pair.socket))
         for kid in kernel.for_packet(p.id):
             texts.append("kernel: " + _plain(describe_event(report.event(kid))))
-        yield pcapng.enhanced_packet(p.time_ns, p.raw, p.length, texts)
+        yield pcapng.enhanced_packet(p.time_ns, p.raw, p.length, texts, p.interface)
 
 
 class PcapngRenderer:

@@ -1,10 +1,10 @@
 """The report as JSON, schema 2 (documented in docs/json.md). Pure: returns data or text.
 
     {"wirestack": VERSION, "schema": 2, "kind": "trace" | "wire", "title", "client", "exit_code", "python",
-     "capture": {interface, file, format, writer, packets, seen, dropped},
+     "capture": {interface, file, format, writer, packets, seen, dropped, links}, "network": null | {...},
      "processes": [{pid, traced, argv, parent, how}],
      "packets": [{id, time_ns, proto, src, sport, dst, dport, flags, seq, ack, window, ttl, length, payload,
-                  data, icmp, quoted, app, calls, role, flow}],
+                  data, icmp, quoted, app, calls, role, flow, interface}],
      "calls": [{id, op, thread, pid, tid, start_ns, end_ns, socket, local, remote, args, result,
                 fault: null | {namespace, code, name, type, message, library, reason, detail},
                 frames: [{file, line, function, code, layer}] innermost last, packets, kernel}],
@@ -66,6 +66,7 @@ def _packet(p: Packet, report: Report) -> dict[str, Any]:
                     "dport": p.quoted.dport} if p.quoted else None),
         "app": p.app or None, "calls": [x.call for x in pairs if x.call is not None],
         "role": pairs[0].role if pairs else None, "flow": report.alignment.flows.of_packet.get(p.id),
+        "interface": p.interface,
     }
 
 
@@ -128,7 +129,9 @@ def _sections(report: Report) -> list[tuple[str, Any]]:
         ("python", t.python or None),
         ("capture", {"interface": t.capture.interface or None, "file": t.capture.file,
                      "format": t.capture.format or None, "writer": t.capture.writer or None,
-                     "packets": t.capture.packets, "seen": t.capture.seen, "dropped": t.capture.dropped}),
+                     "packets": t.capture.packets, "seen": t.capture.seen, "dropped": t.capture.dropped,
+                     "links": list(t.capture.links)}),
+        ("network", t.network or None),
         ("processes", [{"pid": p.pid, "traced": p.traced, "argv": list(p.argv), "parent": p.parent, "how": p.how}
                        for p in t.processes]),
         ("packets", (_packet(p, report) for p in t.packets)),

@@ -226,6 +226,9 @@ def kernel_line(report: Report, c: Call) -> str:
                 return (f"{target} → {errno.errorcode.get(-ret, '?')} ({-ret}) from the syscall; then "
                         f"{f.name} ({f.code}) read through SO_ERROR (CPython runs a connect with a timeout "
                         "non-blocking)")
+            if ret is not None and -ret == f.code:
+                return (f"{target} → {f.name} ({f.code}), returned by the syscall itself: it failed at once, "
+                        "with nothing to wait for")
             return (f"{target} → {f.name} ({f.code}) (a connect with a {timeout:g} s timeout: CPython makes the "
                     "syscall non-blocking and reads the error through SO_ERROR after poll())")
         return f"{target} → {f.name or 'errno'} ({f.code})"

@@ -62,6 +62,7 @@ class Frames:
     times: list[int] = field(default_factory=list)
     lengths: list[int] = field(default_factory=list)
     data: list[bytes] = field(default_factory=list)
+    ifaces: list[int] = field(default_factory=list)  # interface id of each frame (several links); empty: all 0
 
     def __len__(self) -> int:
         return len(self.data)

@@ -59,6 +59,7 @@ class Client:
     target: str = ""
     args: tuple[str, ...] = ()
     python: str = sys.executable
+    prefix: tuple[str, ...] = ()  # argv before the interpreter's: nsenter into a network lab's host
 
     @property
     def shown(self) -> str:
@@ -138,6 +139,8 @@ class Recording:
     frameless: bool = True
     signum: int = 0
     guarded: bool = False  # the program ran as a less privileged user than the capture (see core.admission)
+    links: tuple[str, ...] = ()  # a capture on several links: each link's name, by the frames' `ifaces` ids
+    network: dict[str, Any] = field(default_factory=dict)  # the network lab the program ran in, as recorded
 
 
 class Interrupted(Exception):
@@ -401,11 +404,11 @@ def _spawn(client: Client, hook: Hook, user: tuple[int, int] | None) -> subproce
     env = dict(kwargs.pop("env", None) or os.environ)
     if client.mode == "source":
         spec = {"records": hook.socket_path, "source": client.source, "filename": client.filename}
-        argv = [client.python, "-I", "-S", "-c", BOOT, str(hook.hook), json.dumps(spec)]
+        argv = [*client.prefix, client.python, "-I", "-S", "-c", BOOT, str(hook.hook), json.dumps(spec)]
         stdin: Any = subprocess.DEVNULL
     else:
         head = {"script": [], "module": ["-m"], "command": ["-c"]}[client.mode]
-        argv = [client.python, *head, client.target, *client.args]
+        argv = [*client.prefix, client.python, *head, client.target, *client.args]
         env["PYTHONPATH"] = os.pathsep.join([str(hook.hook), *([env["PYTHONPATH"]] if env.get("PYTHONPATH")
                                                                 else [])])
         env["WIRESTACK_RECORDS"] = hook.socket_path

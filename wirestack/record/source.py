@@ -35,8 +35,10 @@ class FrameSource(Protocol):
     frames: Frames
     linktype: int
     dropped: int
-    over: int
     max_packets: int
+
+    @property
+    def over(self) -> int: ...
 
     def open(self) -> FrameSource: ...
 

@@ -38,8 +38,8 @@ def arp(ctx: Context) -> Iterator[Fact]:
     asked: dict[str, list[int]] = defaultdict(list)
     answered: set[str] = set()
     for p in ctx.scene.other:
-        if p.proto != "ARP" or p.icmp is None:
-            continue
+        if p.proto != "ARP" or p.icmp is None or ctx.alignment.pairs_of(p.id):
+            continue  # a call's own lookups: told with the call (rules.network)
         if p.icmp[0] == 1:
             asked[p.dst].append(p.id)
         elif p.icmp[0] == 2:

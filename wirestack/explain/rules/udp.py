@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from ...core.companions import datagram_size
 from ...core.pairing import CONNECTS, DNS_PORT, RECVS
 from ...model import TIMEOUT, Call, Packet
 from ..context import Context
@@ -42,7 +43,7 @@ def conversations(ctx: Context) -> Iterator[Fact]:
                                and c.fault.namespace == TIMEOUT and c.end_ns >= last), None)
             ids = tuple(p.id for p in (sent[:1] + back[:1]))
             yield Datagrams(first=conv.first, second=conv.second, sent=len(sent), back=len(back),
-                            bytes_sent=sum(len(p.payload) for p in sent), bytes_back=sum(len(p.payload) for p in back),
+                            bytes_sent=sum(map(datagram_size, sent)), bytes_back=sum(map(datagram_size, back)),
                             waited_by=waited.id if waited else None,
                             error=waited.fault.name or waited.fault.type if waited and waited.fault else "",
                             packets=ids, calls=(waited.id,) if waited else (), flow=conv.id,

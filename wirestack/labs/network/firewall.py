@@ -2,8 +2,9 @@
 
 Each host with rules gets the table `inet wirestack` in its own network namespace (never the machine's), so the
 table goes with the namespace. `inet` covers IPv4 and IPv6 at once; chains have policy accept, so a rule only
-adds what the scenario breaks. Note where the packets are: a router *forwards* the client's packets (chain
-`forward`) but *sends* its own ICMP errors and TCP resets (chain `output`).
+adds what the scenario breaks; each rule counts what it matched (`counters` reads the counts back). Note where
+the packets are: a router *forwards* the client's packets (chain `forward`) but *sends* its own ICMP errors and
+TCP resets (chain `output`).
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def ruleset(rules: Iterable[Rule], nat: Iterable[Masquerade]) -> str:
         if mine:
             lines.append(f"\tchain {chain} {{")
             lines.append(f"\t\ttype filter hook {chain} priority filter; policy accept;")
-            lines.extend(f"\t\t{r.text()}" for r in mine)
+            lines.extend(f"\t\t{r.match} counter {r.verdict}".strip() for r in mine)  # counted: see counters()
             lines.append("\t}")
     if nat:
         lines.append("\tchain postrouting {")
@@ -88,3 +89,27 @@ def ruleset(rules: Iterable[Rule], nat: Iterable[Masquerade]) -> str:
         lines.append("\t}")
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def counters(listing: dict[str, Any], rules: Iterable[Rule]) -> list[dict[str, Any]]:
+    """What each rule matched, from `nft -j list table inet wirestack` (parsed JSON): the rules' descriptions
+    with "packets" and "bytes" added, in the order `ruleset` wrote them (chain by chain)."""
+    found: dict[str, list[tuple[int, int]]] = {}
+    for item in listing.get("nftables", []):
+        rule = item.get("rule") if isinstance(item, dict) else None
+        if not isinstance(rule, dict) or rule.get("table") != TABLE:
+            continue
+        counts = [e["counter"] for e in rule.get("expr", []) if isinstance(e, dict) and isinstance(e.get("counter"),
+                                                                                                   dict)]
+        if counts:
+            found.setdefault(str(rule.get("chain")), []).append((int(counts[0].get("packets", 0)),
+                                                                 int(counts[0].get("bytes", 0))))
+    out = []
+    seen: dict[str, int] = {}
+    for r in rules:
+        i = seen.get(r.chain, 0)
+        seen[r.chain] = i + 1
+        mine = found.get(r.chain, [])
+        packets, size = mine[i] if i < len(mine) else (0, 0)
+        out.append({**r.describe(), "packets": packets, "bytes": size})
+    return out

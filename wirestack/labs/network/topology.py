@@ -498,16 +498,27 @@ class Topology:
     def run(self, host: str, argv: Sequence[str], **popen: Any) -> subprocess.Popen[Any]:
         """Start ARGV inside HOST (its network, UTS and, with a resolv.conf, mount namespace) and return the
         Popen. It gets SIGKILL when the calling thread dies, and is killed at close() if still running."""
+        proc = subprocess.Popen([*self.prefix(host, popen.get("cwd")), *argv], **popen)
+        with self._lock:
+            self._live[host].processes.append(proc)
+        return proc
+
+    def prefix(self, host: str, cwd: str | os.PathLike[str] | None = None) -> list[str]:
+        """The argv that runs a command inside HOST as `run` does (put the command after it): setpriv (SIGKILL
+        when the caller's thread dies) and nsenter into its network, UTS and, with a resolv.conf, mount
+        namespace (in the working folder CWD, by default the caller's). Both exec: the command keeps the pid."""
         pid = self.pid(host)
         cmd = [self._tools["setpriv"], "--pdeathsig", "KILL", "--", self._tools["nsenter"],
                f"--net=/proc/{pid}/ns/net", f"--uts=/proc/{pid}/ns/uts"]
         if self.layout.host(host).resolv_conf is not None:
             # setns to a mount namespace resets the working folder: take the caller's along.
-            cmd += [f"--mount=/proc/{pid}/ns/mnt", f"--wd={os.fspath(popen.get('cwd') or os.getcwd())}"]
-        proc = subprocess.Popen([*cmd, "--", *argv], **popen)
+            cmd += [f"--mount=/proc/{pid}/ns/mnt", f"--wd={os.fspath(cwd or os.getcwd())}"]
+        return [*cmd, "--"]
+
+    def adopt(self, host: str, proc: subprocess.Popen[Any]) -> None:
+        """Count PROC (started with `prefix`) among HOST's processes: close() kills it if it still runs."""
         with self._lock:
             self._live[host].processes.append(proc)
-        return proc
 
     @contextmanager
     def enter(self, host: str) -> Iterator[None]:

@@ -1,0 +1,168 @@
+"""The network scenarios as a user runs them (`wirestack NAME -w FILE --json FILE`), each checked against tshark
+on the pcapng it wrote: the witness that wirestack's own report is not.
+
+Every scenario: exit 0, the interfaces of the file are the lab's links, every packet a fact cites exists and is
+what the fact says it is (by tshark's fields), the exception is the one Python raised, in its own namespace, and
+nothing of the lab outlives the run (netlab.nothing_left).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from netlab import ROOT, frames, nothing_left  # noqa: F401  (nothing_left: autouse fixture)
+
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+LINKS = ["router/router-eth0", "router/router-eth1"]
+CLIENT, ROUTER, SERVER = "192.0.2.10", "192.0.2.1", "198.51.100.10"
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0 and os.environ.get("CI", "").lower() not in ("1", "true", "yes"),
+                                reason="a network lab needs root")
+
+
+def run(name: str, tmp: Path) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    pcap, report = tmp / f"{name}.pcapng", tmp / f"{name}.json"
+    done = subprocess.run([sys.executable, "-m", "wirestack", name, "-w", str(pcap), "--json", str(report),
+                           "--no-color"], capture_output=True, text=True, env=ENV, timeout=120,
+                          stdin=subprocess.DEVNULL, cwd=tmp)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    data: dict[str, Any] = json.loads(report.read_text())
+    names = subprocess.run(["tshark", "-n", "-r", str(pcap), "-T", "fields", "-e", "frame.interface_name"],
+                           capture_output=True, text=True, timeout=30).stdout.split()
+    assert set(names) <= set(LINKS) and data["capture"]["links"] == LINKS
+    wire = frames(pcap)
+    for row, iface in zip(wire, names, strict=True):
+        row["interface"] = iface
+    assert len(wire) == len(data["packets"])
+    for fact in data["facts"]:  # every cited packet exists
+        assert all(1 <= pid <= len(wire) for pid in fact["packets"]), fact
+    # the reread file gives the same report
+    back = subprocess.run([sys.executable, "-m", "wirestack", "read", str(pcap), "--json", "-"],
+                          capture_output=True, text=True, env=ENV, timeout=120, cwd=tmp)
+    assert back.returncode == 0, back.stderr
+    assert json.loads(back.stdout)["facts"] == data["facts"]
+    return data, wire
+
+
+def facts(data: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    return [f for f in data["facts"] if f["kind"] == kind]
+
+
+def fault(data: dict[str, Any]) -> tuple[str, str, Any]:
+    e = data["exception"]
+    return e["type"], e["fault"]["namespace"], e["fault"]["name"] or e["fault"]["code"]  # a timeout: no code
+
+
+def on(wire: list[dict[str, str]], pid: int) -> dict[str, str]:
+    return wire[pid - 1]
+
+
+def test_no_route_host(tmp_path: Path) -> None:
+    data, wire = run("no-route-host", tmp_path)
+    assert fault(data) == ("OSError", "errno", "EHOSTUNREACH")
+    asks = [i + 1 for i, f in enumerate(wire) if f.get("arp.opcode") == "1" and f.get("arp.src.proto_ipv4") == CLIENT]
+    assert len(asks) >= 2 and not [f for f in wire if "tcp.srcport" in f]  # tshark: ARP only, no SYN left
+    (fact,) = facts(data, "neighbour.unanswered")
+    assert sorted(fact["requests"]) == asks and "nobody on the link answered" in fact["text"]
+
+
+def test_no_route_net(tmp_path: Path) -> None:
+    data, wire = run("no-route-net", tmp_path)
+    assert fault(data) == ("OSError", "errno", "ENETUNREACH")
+    assert wire == []
+    assert facts(data, "route.none") and "not one packet" in facts(data, "route.none")[0]["text"]
+
+
+def test_firewall_drop(tmp_path: Path) -> None:
+    data, wire = run("firewall-drop", tmp_path)
+    assert fault(data) == ("TimeoutError", "timeout", None)
+    syns = [i + 1 for i, f in enumerate(wire) if f.get("tcp.flags.syn") == "1" and f.get("tcp.flags.ack") == "0"]
+    assert len(syns) >= 2 and {on(wire, p)["interface"] for p in syns} == {LINKS[0]}  # never past the router
+    (stopped,) = facts(data, "path.stopped")
+    assert set(stopped["packets"]) & set(syns) and "did not pass them on" in stopped["text"]
+    assert not [f for f in wire if f.get("tcp.flags.reset") == "1" or "icmp.type" in f]
+    assert facts(data, "firewall.counted")
+
+
+def test_firewall_reject(tmp_path: Path) -> None:
+    data, wire = run("firewall-reject", tmp_path)
+    assert fault(data) == ("OSError", "errno", "EHOSTUNREACH")
+    resets = [i + 1 for i, f in enumerate(wire) if f.get("tcp.flags.reset") == "1" and f.get("ip.src") == SERVER
+              and f["interface"] == LINKS[0]]
+    assert len(resets) == 2
+    origins = {f["packets"][0]: f["text"] for f in facts(data, "ip.ttl_origin")}
+    forged, real = sorted(resets, key=lambda p: on(wire, p)["tcp.srcport"])  # 81: the router's, 82: the server's
+    assert on(wire, forged)["ip.ttl"] == "64" and "the router made it" in origins[forged]
+    assert on(wire, real)["ip.ttl"] == "63" and "came from beyond the router" in origins[real]
+    admin = [i + 1 for i, f in enumerate(wire) if (f.get("icmp.type"), f.get("icmp.code")) == ("3", "13")]
+    assert admin and on(wire, admin[0])["ip.src"] == ROUTER
+
+
+def test_ttl(tmp_path: Path) -> None:
+    data, wire = run("ttl", tmp_path)
+    assert fault(data) == ("OSError", "errno", "EHOSTUNREACH")
+    exceeded = [i + 1 for i, f in enumerate(wire) if f.get("icmp.type") == "11"]
+    assert len(exceeded) == 1 and on(wire, exceeded[0])["ip.src"] == ROUTER
+    (icmp,) = [f for f in facts(data, "udp.icmp") if exceeded[0] in f["packets"]]
+    assert "time exceeded" in icmp["text"] and "EHOSTUNREACH (113)" in icmp["text"]
+
+
+def test_mtu(tmp_path: Path) -> None:
+    data, wire = run("mtu", tmp_path)
+    assert data["exit_code"] == 0 and data["exception"] is None
+    needed = [f for f in wire if (f.get("icmp.type"), f.get("icmp.code")) == ("3", "4")]
+    assert needed and {f.get("icmp.mtu") for f in needed} == {"1000"}
+    far = [int(f["ip.len"]) for f in wire if f["interface"] == LINKS[1] and "ip.len" in f]
+    assert far and max(far) <= 1000
+    (mtu,) = facts(data, "path.mtu")
+    assert "next-hop MTU 1000" in mtu["text"]
+
+
+def test_mtu_black_hole(tmp_path: Path) -> None:
+    data, wire = run("mtu-black-hole", tmp_path)
+    assert fault(data) == ("TimeoutError", "timeout", None)
+    assert not [f for f in wire if "icmp.type" in f]  # no ICMP ever reaches the client's link
+    big = [f for f in wire if f["interface"] == LINKS[0] and int(f.get("ip.len", 0)) > 1000]
+    assert big and not [f for f in wire if f["interface"] == LINKS[1] and int(f.get("ip.len", 0)) > 1000]
+    (hole,) = facts(data, "path.black_hole")
+    assert "no ICMP fragmentation needed came back" in hole["text"]
+
+
+def test_nat(tmp_path: Path) -> None:
+    data, wire = run("nat", tmp_path)
+    assert data["exit_code"] == 0
+    near = {f["ip.src"] for f in wire if f["interface"] == LINKS[0] and f.get("ip.dst") == SERVER}
+    far = {f["ip.src"] for f in wire if f["interface"] == LINKS[1] and f.get("ip.dst") == SERVER}
+    assert near == {CLIENT} and far == {"198.51.100.1"}  # tshark: the source was rewritten
+    (nat,) = facts(data, "nat.rewrite")
+    assert "198.51.100.1" in nat["text"] and CLIENT in nat["text"]
+
+
+@pytest.mark.parametrize(("name", "code", "tries"), [("dns-nxdomain", "EAI_NONAME", 1),
+                                                      ("dns-servfail", "EAI_AGAIN", 2), ("dns-silent", "EAI_AGAIN", 2)])
+def test_dns(tmp_path: Path, name: str, code: str, tries: int) -> None:
+    data, wire = run(name, tmp_path)
+    assert fault(data) == ("socket.gaierror", "eai", code)
+    queries = [f for f in wire if f.get("dns.flags.response") == "0" and f["interface"] == LINKS[0]]
+    answers = [f for f in wire if f.get("dns.flags.response") == "1" and f["interface"] == LINKS[0]]
+    (dns,) = facts(data, "dns.tries")
+    assert dns["queries"] == len(queries) and dns["tries"] == tries
+    assert len(dns["rcodes"]) == len(answers)
+    assert not [f for f in wire if "tcp.srcport" in f]  # the name never resolved: no connection was tried
+
+
+def test_fragments(tmp_path: Path) -> None:
+    data, wire = run("fragments", tmp_path)
+    near = [f for f in wire if f["interface"] == LINKS[0] and f.get("ip.src") == CLIENT]
+    assert [f.get("ip.flags.mf") for f in near] == ["1", "1", "0"]
+    (frag,) = facts(data, "ip.fragments")
+    assert frag["sizes"] == [int(f["ip.len"]) for f in near]
+    (udp,) = facts(data, "udp.exchange")
+    assert "(3,000 bytes)" in udp["text"]  # the datagram's data, not its first fragment's

@@ -6,6 +6,8 @@ import os
 import shutil
 import stat
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -77,19 +79,42 @@ def test_install_goes_to_the_personal_lua_plugin_folder(tmp_path: Path) -> None:
         assert f"Personal Lua Plugins:\t{target.parent}" in folders.stdout
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another user needs root")
-def test_install_under_sudo_belongs_to_the_invoking_user(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    home = tmp_path / "home"
+@pytest.fixture
+def nobody_home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A home folder of user 65534 (nobody) that it can reach (pytest's tmp_path is root's, mode 0700), and
+    sudo's variables naming that user."""
+    base = Path(tempfile.mkdtemp(prefix="wirestack-home-", dir="/tmp"))
+    base.chmod(0o755)
+    home = base / "home"
     home.mkdir()
     os.chown(home, 65534, 65534)
     monkeypatch.setattr(wireshark, "_home", lambda user: home)
     monkeypatch.setenv("SUDO_UID", "65534")
     monkeypatch.setenv("SUDO_GID", "65534")
+    yield home
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="installing as another user needs root")
+def test_install_under_sudo_belongs_to_the_invoking_user(nobody_home: Path) -> None:
     target = wireshark.install()
-    for path in (target, target.parent, home / ".local"):
+    for path in (target, target.parent, nobody_home / ".local"):
         st = path.stat()
         assert (st.st_uid, st.st_gid) == (65534, 65534), path
     assert stat.S_IMODE(target.stat().st_mode) == 0o644
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="installing as another user needs root")
+def test_install_under_sudo_follows_no_symlink_as_root(nobody_home: Path, tmp_path: Path) -> None:
+    """The user's `.local` is a symlink to a folder only root may write (as tshark's global plugin folder): the
+    install is done as the user, so it fails with one line and root's folder stays empty."""
+    roots = tmp_path / "global-plugins"
+    roots.mkdir(mode=0o755)
+    tmp_path.chmod(0o755)
+    os.symlink(roots, nobody_home / ".local")
+    with pytest.raises(wireshark.WiresharkError, match="cannot create .*Permission denied"):
+        wireshark.install()
+    assert list(roots.iterdir()) == []
 
 
 def _fake_wireshark(folder: Path) -> Path:

@@ -41,29 +41,68 @@ def plugin_folder(user: tuple[int, int] | None = None) -> Path:
 
 
 def install(user: tuple[int, int] | None = None) -> Path:
-    """Copy the dissector into the personal plugin folder (created as needed, owned by the user)."""
+    """Copy the dissector into the personal plugin folder of `user` (default: the invoking user under sudo).
+
+    Under sudo the work is done by a child that has become that user (uid, gid and groups) before it touches
+    the home folder: a symlink there leads only where the user could write anyway, and what is created is the
+    user's own. Root never creates, follows or chowns anything in another user's home."""
     owner = user if user is not None else invoking_user()
     folder = plugin_folder(owner)
-    home = _home(owner)
-    missing = []
-    at = folder
-    while not at.exists() and at != home and at != at.parent:
-        missing.append(at)
-        at = at.parent
+    if owner is not None and os.geteuid() == 0 and owner[0] != 0:
+        return _as_user(owner, folder)
+    return _install_into(folder, lua_path().read_bytes())
+
+
+def _install_into(folder: Path, data: bytes) -> Path:
     try:
-        for path in reversed(missing):
-            path.mkdir()
-            if owner:
-                os.chown(path, *owner)
+        folder.mkdir(mode=0o755, parents=True, exist_ok=True)
     except OSError as exc:
         raise WiresharkError(f"cannot create {folder}: {exc.strerror}") from None
     target = folder / LUA
     try:
-        write(target, [lua_path().read_bytes()], force=True)
+        write(target, [data], force=True)
+        os.chmod(target, 0o644, follow_symlinks=False)
     except OutputError as exc:
         raise WiresharkError(str(exc)) from None
-    os.chmod(target, 0o644)
+    except OSError as exc:
+        raise WiresharkError(f"cannot install {target}: {exc.strerror}") from None
     return target
+
+
+def _as_user(owner: tuple[int, int], folder: Path) -> Path:
+    """`_install_into(folder, ...)` in a forked child running as `owner`; its answer comes back through a pipe."""
+    try:
+        groups = os.getgrouplist(pwd.getpwuid(owner[0]).pw_name, owner[1])
+    except KeyError:
+        groups = [owner[1]]
+    data = lua_path().read_bytes()  # read as root: the package's own file
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: become the user, then install; never return into the caller's code
+        os.close(r)
+        status = 1
+        try:
+            os.setgroups(groups)
+            os.setgid(owner[1])
+            os.setuid(owner[0])
+            answer = "ok\0" + str(_install_into(folder, data))
+            status = 0
+        except WiresharkError as exc:
+            answer = "error\0" + str(exc)
+        except BaseException as exc:  # noqa: BLE001  (the child must always answer and exit)
+            answer = f"error\0cannot install into {folder}: {exc}"
+        try:
+            os.write(w, answer.encode("utf-8", "replace")[:4000])
+        finally:
+            os._exit(status)
+    os.close(w)
+    with os.fdopen(r, "rb") as pipe:
+        answer_bytes = pipe.read(4096)
+    os.waitpid(pid, 0)
+    kind, _, text = answer_bytes.decode("utf-8", "replace").partition("\0")
+    if kind != "ok":
+        raise WiresharkError(text or f"cannot install into {folder}")
+    return Path(text)
 
 
 def find_wireshark() -> str | None:

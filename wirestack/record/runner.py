@@ -34,6 +34,7 @@ from . import items as layout
 from . import tracefs
 from .capture import MAX_PACKETS, SNAPLEN, Frames
 from .loader import Loader
+from .reaper import Reaper
 from .source import FrameSource, choose_source
 from .spool import Spool
 
@@ -336,6 +337,8 @@ def run_traced(client: Client, interface: str = "lo", timeout: float | None = 12
     reader = Reader(hook)
     reader.loader.max_calls = max_calls
     reader.start()
+    reaper = Reaper()
+    left: set[int] = set()
     try:
         try:
             pause_for_tests("setup")
@@ -353,6 +356,9 @@ def run_traced(client: Client, interface: str = "lo", timeout: float | None = 12
                 signum = stop.signum if isinstance(stop, Stop) else signal.SIGINT
                 _end_child(child)
             returncode = child.poll()
+            left = reaper.left(pid)
+            if left and (signum or timed_out):  # a stopped run ends all of the program's processes
+                reaper.end(left)
             pause_for_tests("drain")
             capture.stop()
             if spool is not None:
@@ -366,8 +372,16 @@ def run_traced(client: Client, interface: str = "lo", timeout: float | None = 12
                     recorder, kernel_off = None, str(exc)
         loader = reader.finish()
     finally:
+        reaper.close()
         hook.remove()
     notes = list(kernel_notes)
+    if left:
+        shown = ", ".join(map(str, sorted(left)[:10])) + (", ..." if len(left) > 10 else "")
+        many = len(left) > 1
+        notes.append(f"{len(left)} process{'es' if many else ''} the program started (pid {shown}) "
+                     f"{'were' if many else 'was'} still running when it ended: "
+                     + ("wirestack ended them with it" if signum or timed_out else
+                        "left running, as under python; their packets after this point are not recorded"))
     error = next((r.get("text") for r in loader.other if r.get("kind") == "error"), None)
     if isinstance(error, str) and error:
         raise ProgramError(error[:300])

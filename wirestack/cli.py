@@ -349,7 +349,9 @@ def _execute(args: argparse.Namespace, runner: Callable[[Any], Any], name: str, 
             code = recording.returncode if recording.returncode >= 0 else 128 - recording.returncode
         pause_for_tests("analyse")
         phases = Phases(sys.stderr, sys.stderr.isatty())
-        result = analyse(recording, outputs, phases, _with_app_layer, args.force, pending=deferred_signal())
+        from .record.tshark import with_app_layer
+
+        result = analyse(recording, outputs, phases, with_app_layer, args.force, pending=deferred_signal())
         defer_signals()  # the files are complete: showing the report takes no time, then a signal is answered
     finally:
         if spool is not None:
@@ -441,18 +443,6 @@ def _check_extras(args: argparse.Namespace, pcap: Path | None) -> None:
             raise OutputError("--open needs a capture file: drop --no-pcap")
         if find_wireshark() is None:
             raise OutputError("--open: Wireshark is not installed (apt-get install wireshark), or drop --open")
-
-
-def _with_app_layer(trace: Any) -> Any:
-    from dataclasses import replace
-
-    from .record.tshark import label_trace
-
-    packets, note = label_trace(trace.packets, trace.capture.linktype)
-    trace = replace(trace, packets=packets)
-    if note:
-        trace = replace(trace, notes=(*trace.notes, note))
-    return trace
 
 
 def _open_in_wireshark(path: Path) -> None:

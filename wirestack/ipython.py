@@ -152,10 +152,10 @@ class Session:
 
     def _report(self, title: str, source: str, records: list[Any], frames: Frames, dropped: int, started: int,
                 notes: list[str]) -> Any:
-        from .commands.shell import with_app_layer
         from .record.assemble import build_trace
         from .record.loader import Loader
         from .record.runner import Client, Recording
+        from .record.tshark import with_app_layer
         from .report import build_report
 
         loader = Loader()

@@ -36,7 +36,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..model import Trace
 from ..record import tracefs
 from ..record.capture import CaptureError, Frames
 from ..record.console import CHANNEL, HOME, KIND, Channel, shown_name
@@ -121,10 +120,10 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _has_ipython(python: str, user: tuple[int, int] | None) -> bool:
-    from ..record.runner import _as_user
+    from ..record.runner import as_user
 
     done = subprocess.run([python, "-c", "import IPython"], capture_output=True, stdin=subprocess.DEVNULL,
-                          timeout=60, **_as_user(user))
+                          timeout=60, **as_user(user))
     return done.returncode == 0
 
 
@@ -329,9 +328,9 @@ class Shell:
               f"`wire` holds the last one. Ctrl-D writes {where}.", file=sys.stderr)
 
     def _spawn(self, hook: Hook, theirs: socket.socket) -> subprocess.Popen[bytes]:
-        from ..record.runner import _as_user
+        from ..record.runner import as_user
 
-        kwargs: dict[str, Any] = _as_user(self.user)
+        kwargs: dict[str, Any] = as_user(self.user)
         env = dict(kwargs.pop("env", None) or os.environ)
         env["PYTHONPATH"] = os.pathsep.join([str(hook.hook), *([env["PYTHONPATH"]] if env.get("PYTHONPATH")
                                                                 else [])])
@@ -429,6 +428,7 @@ class Shell:
     def _report(self, client: Client, frames: Frames, seen: int, dropped: int, loader: Loader, started: int,
                 pid: int, kernel_text: str, notes: Sequence[str] = ()) -> Report:
         from ..record.assemble import build_trace
+        from ..record.tshark import with_app_layer
         from ..report import build_report
 
         all_notes = [n for n in (capture_note(),) if n] + list(notes)
@@ -541,19 +541,6 @@ def quiet_line(report: Report, n: int) -> str | None:
                 "up with")
     ops = ", ".join(dict.fromkeys(c.op for c in t.calls))
     return f"wirestack [{n}]: {count(len(t.calls), 'socket call')} ({ops}), no packet; `wire.report` has it all"
-
-
-def with_app_layer(trace: Trace) -> Trace:
-    """The packets' application-layer labels, from tshark, as the command line adds them."""
-    from ..record.tshark import decode
-
-    labels, note = decode(trace.packets, trace.capture.linktype)
-    if labels:
-        trace = replace(trace, packets=tuple(replace(p, app=labels[p.id]) if p.id in labels else p
-                                             for p in trace.packets))
-    if note:
-        trace = replace(trace, notes=(*trace.notes, note))
-    return trace
 
 
 def _clean(text: str) -> str:

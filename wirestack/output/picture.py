@@ -160,8 +160,7 @@ def _renderable(report: Report) -> RenderableType:
 def styled_lines(report: Report, width: int = 100) -> list[list[tuple[str, str, bool]]]:
     """The terminal report as lines of (text, colour, bold) runs."""
     console = Console(file=StringIO(), width=width, color_system="standard", force_terminal=True, highlight=False,
-                      markup=False,
-                      emoji=False)
+                      markup=False, emoji=False, force_jupyter=False)
     lines = console.render_lines(_renderable(report), console.options.update(width=width), pad=False)
     out: list[list[tuple[str, str, bool]]] = []
     for line in lines:

@@ -1,9 +1,10 @@
 """One sanitiser for every string that comes from data (a capture file, the traced program's records, a payload)
 before it is rendered anywhere: terminal, SVG, HTML, JSON-for-humans, pcapng comment.
 
-- C0 controls (ESC, CR, BS, ...), DEL, C1 controls (0x80-0x9f: CSI, OSC), and the bidirectional overrides and
-  isolates (which reorder what a terminal shows) become visible escapes (`\\x1b`, `\\u202e`); so do lone
-  surrogates and the characters XML 1.0 forbids. Tabs and newlines too, in one-line fields.
+- C0 controls (ESC, CR, BS, ...), DEL, C1 controls (0x80-0x9f: CSI, OSC, NEL), the bidirectional overrides and
+  isolates (which reorder what a terminal shows) and the Unicode line and paragraph separators become visible
+  escapes (`\\x1b`, `\\u202e`); so do lone surrogates and the characters XML 1.0 forbids. Tabs and newlines too,
+  in one-line fields.
 - rich markup is never interpreted in data: renderers pass data as `rich.text.Text`, never as markup strings.
 """
 
@@ -11,8 +12,8 @@ from __future__ import annotations
 
 import re
 
-_BAD = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff\ufffe\uffff\ud800-\udfff]")
-_BAD_MULTILINE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff\ufffe"
+_BAD = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028-\u202e\u2066-\u2069\ufeff\ufffe\uffff\ud800-\udfff]")
+_BAD_MULTILINE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u2028-\u202e\u2066-\u2069\ufeff\ufffe"
                             "\uffff\ud800-\udfff]")
 
 

@@ -196,7 +196,7 @@ class TextRenderer:
     def render(self, report: Report) -> str:
         console = Console(file=StringIO(), width=self.width, color_system="standard" if self.color else None,
                           force_terminal=self.color, no_color=not self.color, highlight=False, emoji=False,
-                          markup=False)
+                          markup=False, force_jupyter=False)  # text, even when rendered inside a notebook
         console.print(renderable(report, self.show_all))
         text = str(console.file.getvalue())  # type: ignore[attr-defined]
         return "\n".join(line.rstrip() for line in text.splitlines()) + "\n"

@@ -171,7 +171,7 @@ def python_info(python: str, user: tuple[int, int] | None = None) -> PythonInfo:
             "sysconfig.get_config_var('EXT_SUFFIX') or '', bool(sysconfig.get_config_var('Py_GIL_DISABLED'))]))")
     try:
         done = subprocess.run([python, "-I", "-S", "-c", code], capture_output=True, text=True, timeout=30,
-                              stdin=subprocess.DEVNULL, **_as_user(user))
+                              stdin=subprocess.DEVNULL, **as_user(user))
         version, suffix, free = json.loads(done.stdout)
         return PythonInfo((int(version[0]), int(version[1]), int(version[2])), str(suffix), bool(free))
     except (OSError, ValueError, TypeError, IndexError, subprocess.TimeoutExpired):
@@ -414,7 +414,7 @@ def run_traced(client: Client, interface: str = "lo", timeout: float | None = 12
 
 
 def _spawn(client: Client, hook: Hook, user: tuple[int, int] | None) -> subprocess.Popen[bytes]:
-    kwargs: dict[str, Any] = _as_user(user)
+    kwargs: dict[str, Any] = as_user(user)
     env = dict(kwargs.pop("env", None) or os.environ)
     if client.mode == "source":
         spec = {"records": hook.socket_path, "source": client.source, "filename": client.filename}
@@ -437,7 +437,7 @@ def _spawn(client: Client, hook: Hook, user: tuple[int, int] | None) -> subproce
         raise ProgramError(f"cannot start {client.python}: {exc.strerror}") from None
 
 
-def _as_user(user: tuple[int, int] | None) -> dict[str, Any]:
+def as_user(user: tuple[int, int] | None) -> dict[str, Any]:
     if user is None:
         return {}
     return {"user": user[0], "group": user[1], "extra_groups": _groups(user), "env": _user_env(user[0])}

@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Sequence
 
 from ..core.protocols import ALERTS, HANDSHAKES, RCODES, TLS_TYPES, command_text, reply_code, tls_records
-from ..model import Packet
+from ..model import Packet, Trace
 
 NO_TSHARK = "tshark is not installed: application-layer meanings (SMTP, HTTP, TLS) are not shown"
 FIELDS = ("frame.number", "smtp.req.command", "smtp.req.parameter", "smtp.response.code", "smtp.rsp.parameter",
@@ -219,3 +219,15 @@ def label_trace(packets: Sequence[Packet], link: int | None = None) -> tuple[tup
         note = (f"the application layer is shown for {len(picked):,} of the {len(picked) + left:,} packets that "
                 f"carry data (each flow's first {PER_FLOW_HEAD} and last {PER_FLOW_TAIL})")
     return out, note
+
+
+def with_app_layer(trace: Trace) -> Trace:
+    """`trace` with its packets' application-layer labels (a sample of each flow, see `label_trace`), and a note
+    when tshark could not label them all: what every command adds before the report is built."""
+    from dataclasses import replace
+
+    packets, note = label_trace(trace.packets, trace.capture.linktype)
+    trace = replace(trace, packets=packets)
+    if note:
+        trace = replace(trace, notes=(*trace.notes, note))
+    return trace

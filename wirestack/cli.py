@@ -1,4 +1,7 @@
-"""Command line: parse, check, wire the layers together, print. The only module that prints."""
+"""Command line: parse, check, wire the layers together, print. The only module that prints.
+
+It is long because it holds the argument parser of every command; the work is in `commands/`.
+"""
 
 from __future__ import annotations
 

@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 
 from .catalog import CASES, Case, CaseRun, final_exception, run_case
+from .conftest import RUNS
 from .witness import Witness
 
 pytestmark = [pytest.mark.capture, pytest.mark.corpus]
@@ -61,6 +62,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[CaseRun, d
         run = run_case(case, tmp, under=under, python=None, isolate=True)
         data = json.loads(report.read_text()) if report.exists() else {}
         out[case.name] = (run, data, pcap)
+    RUNS.update(out)  # for the corpus table (conftest.py)
     return out
 
 

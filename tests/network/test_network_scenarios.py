@@ -166,3 +166,73 @@ def test_fragments(tmp_path: Path) -> None:
     assert frag["sizes"] == [int(f["ip.len"]) for f in near]
     (udp,) = facts(data, "udp.exchange")
     assert "(3,000 bytes)" in udp["text"]  # the datagram's data, not its first fragment's
+
+
+# -- without root: the same labs in a user namespace, as `nobody` -------------------------------------------------
+
+
+def _interpreter_for_nobody() -> str | None:
+    """An interpreter user 65534 may run that can import this venv's packages (same minor version): the running
+    one when it is reachable, else the system's (pyenv's live under /root, mode 0700)."""
+    for candidate in (os.path.realpath(sys.executable), "/usr/bin/python3"):
+        # through env(1), as the test runs it: setpriv itself may find another interpreter of the same name
+        done = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "env", candidate, "-c",
+                               "import sys; print('%d.%d' % sys.version_info[:2])"], capture_output=True, text=True,
+                              timeout=30)
+        if done.returncode == 0 and done.stdout.strip() == f"{sys.version_info[0]}.{sys.version_info[1]}":
+            return candidate
+    return None
+
+
+@pytest.mark.parametrize("name", ["no-route-host", "firewall-drop", "dns-nxdomain"])
+def test_as_nobody_in_a_user_namespace(tmp_path: Path, name: str) -> None:
+    import sysconfig
+
+    python = _interpreter_for_nobody()
+    if python is None:
+        message = "no interpreter of this version that user 65534 may run"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(message)
+        pytest.skip(message)
+    tmp_path.chmod(0o777)
+    for parent in tmp_path.parents:  # pytest's folders are root's, mode 0700
+        if str(parent).startswith("/tmp/pytest-of-"):
+            parent.chmod(0o755)
+    path = os.pathsep.join([str(ROOT), sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
+    report = tmp_path / "r.json"
+    done = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "env", f"HOME={tmp_path}",
+                           f"PYTHONPATH={path}", python, "-m", "wirestack", name, "--json", str(report), "-w",
+                           str(tmp_path / "r.pcapng"), "--no-color"], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr
+    data = json.loads(report.read_text())
+    assert data["capture"]["links"] == LINKS
+    expected = {"no-route-host": "neighbour.unanswered", "firewall-drop": "path.stopped",
+                "dns-nxdomain": "dns.tries"}[name]
+    assert facts(data, expected), sorted(f["kind"] for f in data["facts"])
+    assert (tmp_path / "r.pcapng").stat().st_uid == 65534
+
+
+def test_an_interrupted_lab_leaves_nothing(tmp_path: Path) -> None:
+    """SIGINT while the client waits (dns-silent: two 1 s resolver timeouts): exit 130, a valid file written, and
+    no host, veth, nft table or helper process of the lab left (netlab.nothing_left checks after the test)."""
+    import signal
+    import time
+
+    pcap = tmp_path / "r.pcapng"
+    proc = subprocess.Popen([sys.executable, "-m", "wirestack", "dns-silent", "-w", str(pcap), "--no-color"],
+                            env=ENV, cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline, first = time.monotonic() + 20, None  # until the spool on disk grows past its header: packets came
+    while time.monotonic() < deadline:
+        sizes = [p.stat().st_size for p in tmp_path.glob(".*wirestack-spool*")]
+        if sizes and first is None:
+            first = sizes[0]
+        elif sizes and first is not None and sizes[0] > first:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted: the program was stopped" in err
+    frames(pcap)  # a valid pcapng (tshark reads it); which packets it holds: see issue 15's note on interrupted calls

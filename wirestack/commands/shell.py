@@ -17,6 +17,9 @@ The session's capture is every input's frames (each window runs from the input's
 with every recorded call: written at the end (Ctrl-D, exit(), the console's end), and also when Ctrl-C is pressed
 at the prompt, through a temporary file renamed into place. Frames seen while the console waits at the prompt
 are not kept. Nothing the console names is opened here: `wire.save(path)` gets bytes and writes them itself.
+
+It is long because the shell owns a whole session: the console process, the capture and kernel layer kept open, one
+report per input.
 """
 
 from __future__ import annotations

@@ -19,6 +19,8 @@ The joins, each on keys the kernel itself gives (never "whatever call happened t
   the segment sent again, icmp_send to the ICMP error.
 Events that join nothing traced are other programs' and are dropped. Timestamps: tracefs prints microseconds,
 so joins allow `SLACK_NS`.
+
+It is long because linking kernel events to packets and sockets needs the skb, flow and time joins side by side.
 """
 
 from __future__ import annotations

@@ -23,6 +23,9 @@ Pure functions over model records; no IO. The rules, in the order they are appli
    packets and their answers, and a datagram's later fragments (`companions`).
 6. **Frames.** A Python frame lines up with every packet paired with any call made while that frame (that
    very frame object, see `probe.py`) was on the stack.
+
+It is long on purpose (as h11 keeps its state machine in one file): the pairing rules are stated at the top and
+implemented below in one place.
 """
 
 from __future__ import annotations

@@ -22,6 +22,9 @@ Kinds, by what they are about:
     the run      capture.empty  capture.dropped  run.no_calls  ip.v6  arp.unanswered
     networks     path.forwarded  nat.rewrite  path.stopped  ip.ttl_origin  path.mtu  path.black_hole
                  ip.fragments  route.none  neighbour.unanswered  dns.tries  firewall.counted  merge.clock
+
+It is long on purpose: one small record per kind of fact, all in one place, since docs/facts.md is generated from
+it.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ sent the SYN or the first datagram; server: the other) and address, and "(traced
 socket sat there; never "the program" or "the peer" by assumption, since either end or both may be traced.
 Errors are named in their own namespace: "ECONNREFUSED (111)" for a kernel errno, "EAI_NONAME (-2), a resolver
 error" for getaddrinfo, "OpenSSL SSL_ERROR_SSL (1) [WRONG_VERSION_NUMBER]", "a Python timeout (no errno)".
+
+It is long on purpose: one short function per kind of fact, so that all the report's phrasing is in one module.
 """
 
 from __future__ import annotations

@@ -36,6 +36,9 @@ analyses as the live run would have (see `commands.read`). It has no kernel laye
 Reading is for hostile files too: decompression is bounded, every value is checked against the model (types,
 finite ranges, depth), and anything that does not fit raises `ArchiveError` (the caller shows the wire alone,
 with a note). Encoding and decoding are hand-written, linear in the trace's size: no per-object introspection.
+
+It is long because the archive's encoder and its validating decoder (every field checked: the input is hostile) must
+mirror each other.
 """
 
 from __future__ import annotations

@@ -23,6 +23,8 @@ Peers listen on loopback addresses only. The kinds:
 | `http` | `http.server` answering every GET with a short text page |
 
 `running(kind, host, port)` is the CLI's side: it starts the peer, waits for the ready line and stops it.
+
+It is long because every loopback peer a scenario needs is here, each a few lines, run in one isolated process.
 """
 
 from __future__ import annotations

@@ -8,6 +8,9 @@ facts, in words). A capture file without a trace shows its flows, packets and fa
 
 Every string from the data goes through `sanitize.clean` and into `rich.text.Text`: no control character reaches
 the terminal, and no rich markup in data is interpreted.
+
+It is long because the terminal report is drawn in one place: the traceback with its layers, the kernel lines, the
+facts.
 """
 
 from __future__ import annotations

@@ -13,6 +13,9 @@ What this does and why (each point measured on this machine, see shared/DESIGN.m
 - Stopping: a marker datagram sent to ourselves on loopback is queued behind everything captured so far;
   reading up to it drains the socket. On other interfaces the reader waits for a quiet gap instead.
 - The kernel's drop counter (PACKET_STATISTICS) is read at the end and reported, never hidden.
+
+It is long because the raw capture's start barrier, BPF filter, ring of frames and marker-based stop belong
+together.
 """
 
 from __future__ import annotations

@@ -18,6 +18,8 @@ machine, dumpcap 4.0.17):
 - Drops: dumpcap tells the kernel's drop count once, when it stops (its Interface Statistics Block, and its
   closing line on stderr); until then `dropped` stays 0.
 Timestamps are the EPB's, in the IDB's resolution (dumpcap writes nanoseconds, if_tsresol=9).
+
+It is long because dumpcap's pcapng stream is parsed incrementally here, beside the process that writes it.
 """
 
 from __future__ import annotations

@@ -23,6 +23,9 @@ Rules:
 - Errors are named in their own namespace (`fault_of`): a kernel errno, an OpenSSL error, a resolver EAI code,
   a Python timeout; never one for the other.
 - Source lines are read here, by the traced process, as the user it runs as; wirestack opens none of its files.
+
+It is one file on purpose: it is handed whole, as source, to the traced interpreter (which may not be able to import
+wirestack), and its C twin mirrors it.
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@
 The capture socket is bound before the client starts, so no packet of the client can precede the capture. The
 client runs in its own interpreter: the capture reader never shares a GIL with it. The probe's records come
 back over a socket this process created (`Hook`): nothing the program names is opened here.
+
+It is long because one run is one sequence (start barrier, program as the user, records channel, capture pump, stop,
+drain) whose order matters.
 """
 
 from __future__ import annotations

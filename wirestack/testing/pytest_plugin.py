@@ -28,6 +28,9 @@ added for those phases), where DIR is `captures/pytest` under the rootdir unless
 Limits: capture is on `lo` only (the drain marker is a loopback datagram); calls made in forked children and
 other processes are not recorded (their packets are left out, as `wirestack run` leaves out untraced children);
 packets the kernel sends after a test's last drain (a delayed ACK, TIME_WAIT) are not in its file.
+
+It is long because a pytest plugin is one module by pytest's convention: options, the session's capture, the `wire`
+fixture, the reports.
 """
 
 from __future__ import annotations

@@ -7,6 +7,9 @@ the clock offset between a capture and the peer's.
 What the hosts are comes from the data too: a network lab records its hosts' addresses, routes, default TTLs and
 firewall counters (`Trace.network`); a capture merged with the peer's records each side's own addresses
 (`network["merge"]`). Without either, the rules that need them say nothing.
+
+It is long because the network labs' rules share one view of the links (`net_of`, the copies of a packet across the
+router); each rule is short.
 """
 
 from __future__ import annotations

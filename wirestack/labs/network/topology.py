@@ -34,6 +34,9 @@ getaddrinfo inside `enter` still reads the caller's resolv.conf.
 Captures stay true to the wire: TSO and GSO are turned off on every veth (Link.offload keeps them), else
 tcpdump on the sender would see one 64 KiB "frame" per burst; IPv6 is disabled on every interface with no IPv6
 address, and router solicitations and DAD are off on the others, so the links stay quiet until used.
+
+It is long because a topology must be built and torn down as one unit (hosts, links, routes, nft, the holders that
+keep the namespaces), with its guarantees stated once.
 """
 
 from __future__ import annotations

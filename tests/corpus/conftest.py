@@ -5,6 +5,7 @@ wirestack stated, and the verdict (each corpus test of that case passed, or whic
 from __future__ import annotations
 
 import os
+import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -28,9 +29,10 @@ def _cell(value: object) -> str:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    target = os.environ.get("WIRESTACK_CORPUS_TABLE")
+    target = os.environ.get("WIRESTACK_CORPUS_TABLE")  # "{python}" in it: the interpreter's version
     if not target or not RUNS:
         return
+    target = target.replace("{python}", f"{sys.version_info[0]}.{sys.version_info[1]}")
     rows = ["| case | library | classes | wire truth (tshark) | wirestack's facts | verdict |",
             "|---|---|---|---|---|---|"]
     for name, (run, data, pcap) in sorted(RUNS.items()):

@@ -113,6 +113,9 @@ def _parser() -> argparse.ArgumentParser:
                           "the live run; no root, nothing re-run), or what the wire alone shows for any other "
                           "pcap/pcapng.")
     read.add_argument("file", metavar="FILE", help="a pcap or pcapng file")
+    read.add_argument("--peer", metavar="OTHER", help="the other end's capture of the same exchange (tcpdump, "
+                      "dumpcap): lined up by packet content, its clock offset estimated, and what one side "
+                      "sent and the other never saw")
     read.add_argument("--json", metavar="FILE", help="write the report as JSON (- for standard output)")
     read.add_argument("--force", action="store_true", help="overwrite existing output files")
     read.add_argument("--no-color", action="store_true", help="no colours (also: NO_COLOR, or not a terminal)")
@@ -469,7 +472,7 @@ def _read(args: argparse.Namespace) -> int:
             check_writable(json_path, args.force)
         _check_extras(args, Path(args.file))
         _no_cycle_collection()
-        loaded = load(args.file)
+        loaded = load(args.file, peer=args.peer)
     except (ReadError, OutputError) as exc:
         return _fail(str(exc))
     args.no_pcap, args.write = True, None

@@ -71,10 +71,49 @@ def _from_recording(cf: reader.CaptureFile, path: str) -> Trace | None:
     return replace(trace, capture=replace(trace.capture, file=path))
 
 
-def load(path: str | Path, decode_app: bool = True) -> Loaded:
+def load(path: str | Path, decode_app: bool = True, peer: str | Path | None = None) -> Loaded:
+    """`peer`: the other end's capture of the same exchange, lined up with this one (`core.merge`)."""
     from .pipeline import check_facts
 
     trace, error = load_trace(path, decode_app)
     report = build_report(trace)
+    if peer is not None:
+        report = with_peer(report, Path(path).name, peer)
     check_facts(report)
     return Loaded(str(path), report, error)
+
+
+def with_peer(report: Report, name: str, peer: str | Path) -> Report:
+    """The report with what the peer's capture adds: the clocks' offset, and the packets one side sent that the
+    other never saw. Raises `reader.ReadError` when PEER is no capture."""
+    from ..core.merge import merge
+    from ..explain.facts import ClockOffset, Fact, PeerUnseen
+
+    cf = reader.load(peer)
+    theirs = reader.plain_trace(cf, str(peer)).packets
+    peer_name = Path(peer).name
+    found = merge(report.trace.packets, theirs)
+    new: list[Fact] = []
+    if found is None:
+        note = (f"the peer's capture {peer_name} holds none of this capture's packets (matched by sequence "
+                "numbers, IP ids and payload): nothing to line up")
+        trace = replace(report.trace, notes=(*report.trace.notes, note))
+        return replace(report, trace=trace)
+    here = {p.id: p for p in report.trace.packets}
+    there = {p.id: p for p in theirs}
+    first = min(found.pairs, key=lambda ab: here[ab[0]].time_ns)
+    new.append(ClockOffset(this=name, peer=peer_name, offset_ns=found.offset_ns, delay_ns=found.delay_ns,
+                           matched=len(found.pairs), both_ways=found.both_ways, peer_packets=len(theirs),
+                           packets=tuple(a for a, _ in found.pairs[:12]), time_ns=here[first[0]].time_ns))
+    if found.unseen_there:
+        lost = [here[i] for i in found.unseen_there]
+        new.append(PeerUnseen(direction="to the peer", peer=peer_name, count=len(lost), late=found.late_there,
+                              senders=tuple(sorted({p.src for p in lost})), packets=tuple(p.id for p in lost[:64]),
+                              time_ns=lost[0].time_ns))
+    if found.unseen_here:
+        gone = [there[i] for i in found.unseen_here]
+        new.append(PeerUnseen(direction="from the peer", peer=peer_name, count=len(gone), late=found.late_here,
+                              senders=tuple(sorted({p.src for p in gone})), peer_frames=tuple(p.id for p in gone[:64]),
+                              time_ns=gone[0].time_ns - found.offset_ns))
+    facts = tuple(sorted((*report.explanation.facts, *new), key=lambda f: f.time_ns))
+    return replace(report, explanation=replace(report.explanation, facts=facts))

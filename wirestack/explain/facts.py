@@ -21,7 +21,8 @@ Kinds, by what they are about:
     kernel       kernel.drop  kernel.states
     the run      capture.empty  capture.dropped  run.no_calls  ip.v6  arp.unanswered
     networks     path.forwarded  nat.rewrite  path.stopped  ip.ttl_origin  path.mtu  path.black_hole
-                 ip.fragments  route.none  neighbour.unanswered  dns.tries  firewall.counted  merge.clock
+                 ip.fragments  route.none  neighbour.unanswered  dns.tries  firewall.counted
+    two captures merge.clock  merge.unseen
 
 It is long on purpose: one small record per kind of fact, all in one place, since docs/facts.md is generated from
 it.
@@ -952,3 +953,18 @@ class ClockOffset(Fact):
     delay_ns: int  # one-way delay, where packets were matched both ways
     matched: int
     both_ways: bool
+    peer_packets: int = 0  # packets in the peer's capture
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeerUnseen(Fact):
+    """Packets one side sent that the other side's capture never saw, while both were capturing (`read --peer`).
+    `packets` are this capture's ids (what this side sent); `peer_frames` the peer file's frame numbers."""
+
+    kind: ClassVar[str] = "merge.unseen"
+    direction: str  # "to the peer": sent here, never seen there; "from the peer": sent there, never seen here
+    peer: str
+    count: int
+    peer_frames: tuple[int, ...] = ()
+    senders: tuple[str, ...] = ()  # their source addresses
+    late: int = 0  # of them, after the other file's last packet (a file does not say when its capture stopped)

@@ -612,6 +612,22 @@ def _path_mtu(f: F.PathMtu, w: Words) -> str:
     return text
 
 
+def _unseen(f: F.PeerUnseen, w: Words) -> str:
+    who = ", ".join(f.senders)
+    if f.direction == "to the peer":
+        shown = " ".join(f"#{p}" for p in f.packets[:8]) + (" …" if f.count > 8 else "")
+        text = (f"{count(f.count, 'packet')} sent from {who} ({shown}) never appeared in the peer's capture "
+                f"({f.peer}), which holds the same conversation: lost between the two")
+    else:
+        shown = " ".join(f"#{p}" for p in f.peer_frames[:8]) + (" …" if f.count > 8 else "")
+        text = (f"{count(f.count, 'packet')} the peer's capture ({f.peer}) shows sent from {who} (its frames "
+                f"{shown}) never arrived in this one, which holds the same conversation")
+    if f.late:
+        text += (f"; {f.late} of them came after the other file's last packet, and a capture file does not say "
+                 "when its capture stopped")
+    return text
+
+
 def _doubling(waits: Sequence[int]) -> str:
     """', each wait doubling: ...' only when the recorded waits do double (within 30%)."""
     if len(waits) >= 2 and all(a > 0 and 1.7 <= b / a <= 2.3 for a, b in zip(waits, waits[1:], strict=False)):
@@ -717,8 +733,7 @@ def _clock(f: F.ClockOffset, w: Words) -> str:
             f"{count(f.matched, 'packet')} both captures hold (matched by IP id, sequence numbers and payload, not "
             "by time)")
     if f.both_ways:
-        text += f": half the difference of the two directions' delays, with a one-way delay of about " \
-                f"{duration(f.delay_ns)}; the peer's times are shown on this capture's clock"
+        text += f": the mean of the two directions' offsets, with a one-way delay of about {duration(f.delay_ns)}"
     else:
         text += ": packets went one way only, so the offset includes the one-way delay"
     return text
@@ -728,6 +743,7 @@ SENTENCES.update({
     F.Forwarded: _forwarded, F.NatRewrite: _nat, F.Stopped: _stopped, F.TtlOrigin: _ttl_origin,
     F.PathMtu: _path_mtu, F.BlackHole: _black_hole, F.Fragments: _fragments, F.NoRoute: _no_route,
     F.NeighbourUnanswered: _neighbour, F.DnsTries: _dns_tries, F.Counted: _counted, F.ClockOffset: _clock,
+    F.PeerUnseen: _unseen,
 })
 
 QUIET = QUIET | {"firewall.counted"}  # told with what it stopped (path.stopped); the JSON has every rule's count

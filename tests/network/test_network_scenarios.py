@@ -236,3 +236,28 @@ def test_an_interrupted_lab_leaves_nothing(tmp_path: Path) -> None:
     assert proc.returncode == 130, err
     assert "interrupted: the program was stopped" in err
     frames(pcap)  # a valid pcapng (tshark reads it); which packets it holds: see issue 15's note on interrupted calls
+
+
+def test_the_ladder_has_a_lifeline_per_host(tmp_path: Path) -> None:
+    """nat's picture: client, router, server; each packet an arrow on the link tshark says it was seen on, from
+    the host that sent it there (the router forwards: one packet, two arrows)."""
+    import re
+
+    data, wire = run("nat", tmp_path)
+    svg = tmp_path / "nat.svg"
+    done = subprocess.run([sys.executable, "-m", "wirestack", "read", str(tmp_path / "nat.pcapng"), "--svg", str(svg)],
+                          capture_output=True, text=True, env=ENV, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    text = svg.read_text()
+    names = re.findall(r'text-anchor="middle" font-weight="bold" fill="#[0-9a-f]+">([^<]*)<', text)
+    xs = [int(x) for x in re.findall(r'<text x="(\d+)" y="\d+" text-anchor="middle" font-weight="bold"', text)]
+    assert names == ["client (traced)", "router", "server"]
+    arrows = {int(m[0]): (int(m[1]), int(m[2])) for m in re.findall(
+        r'<g class="arrow" data-packet="(\d+)">\s*<line x1="(\d+)" y1="\d+" x2="(\d+)"', text)}
+    for n, row in enumerate(wire, 1):
+        if "ip.src" not in row:
+            continue
+        near = row["interface"] == LINKS[0]
+        ends = (xs[0], xs[1]) if near else (xs[1], xs[2])
+        towards_server = row["ip.dst"] == SERVER
+        assert arrows[n] == (ends if towards_server else ends[::-1]), (n, row)

@@ -43,6 +43,7 @@ class Arrow:
     app: str
     frame: str  # "socket.py:836 create_connection" or ""
     call: str  # "connect(127.0.0.1:464) → ECONNREFUSED (111)" or ""
+    origin: int = 0  # the other lifeline it joins (a network's hosts: the link's other end)
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,11 @@ def _ep(host: str, port: int) -> str:
 
 
 def ladder(report: Report) -> Ladder:
-    """Who talks to whom, packet by packet. Pure."""
+    """Who talks to whom, packet by packet. Pure. A capture on several links of a network lab: one lifeline per
+    host, each packet drawn on the link it was seen on (`host_ladder`)."""
+    by_host = host_ladder(report)
+    if by_host is not None:
+        return by_host
     packets = list(report.trace.packets)
     calls = {c.id: c for c in report.trace.calls}
     traced = report.trace.traced
@@ -119,6 +124,59 @@ def ladder(report: Report) -> Ladder:
         label = f"#{p.id} {_what(p)}  +{duration(p.time_ns - t0)}"
         arrows.append(Arrow(p.id, outgoing, peer, _clean(label), _clean(p.app), _clean(frame), _clean(call_text)))
     return Ladder(tuple(_clean(x) for x in lifelines), tuple(arrows), max(0, len(packets) - MAX_ARROWS))
+
+
+def host_ladder(report: Report) -> Ladder | None:
+    """The hosts of a network lab as lifelines, in path order (client, router, server), each packet an arrow
+    between the two ends of the link it was captured on, from the end whose MAC address sent it: a packet the
+    router forwarded is drawn twice, once per link, and one it stopped ends at the router. None when the capture
+    is not of a network whose links and MACs the trace recorded."""
+    t = report.trace
+    taps = [x for x in t.network.get("taps", []) if isinstance(x, dict)] if t.capture.links else []
+    links = [x for x in t.network.get("links", []) if isinstance(x, dict)]
+    if not taps or not links or len(taps) != len(t.capture.links):
+        return None
+    order: list[str] = []
+    for tap in taps:
+        for host in tap.get("link") or []:
+            if isinstance(host, str) and host not in order:
+                order.append(host)
+    macs: dict[tuple[str, str], str] = {}  # (host, peer host on the link) -> MAC of host's end
+    for link in links:
+        ends = [e for e in link.get("ends", []) if isinstance(e, dict)]
+        if len(ends) == 2:
+            for a, b in (ends, ends[::-1]):
+                macs[(str(a.get("host")), str(b.get("host")))] = str(a.get("mac", "")).lower()
+    if len(order) < 2:
+        return None
+    calls = {c.id: c for c in t.calls}
+    packets = list(t.packets)
+    t0 = packets[0].time_ns if packets else 0
+    arrows = []
+    for p in packets[:MAX_ARROWS]:
+        tap = taps[p.interface] if p.interface < len(taps) else taps[0]
+        hosts = [str(h) for h in tap.get("link") or [] if h in order]
+        if len(hosts) != 2:
+            continue
+        src_mac = ":".join(f"{b:02x}" for b in p.raw[6:12]) if len(p.raw) >= 14 else ""
+        sender, receiver = hosts if macs.get((hosts[0], hosts[1])) == src_mac or \
+            macs.get((hosts[1], hosts[0])) != src_mac else hosts[::-1]
+        ia, ib = order.index(sender), order.index(receiver)
+        frame = call_text = ""
+        pair = next((x for x in report.alignment.pairs_of(p.id) if x.call is not None and x.call in calls), None)
+        if pair is not None and pair.call is not None:
+            from .text import call_line
+
+            c = calls[pair.call]
+            inner = c.frames[-1] if c.frames else None
+            frame = f"{inner.file.rsplit('/', 1)[-1]}:{inner.line} {inner.function}" if inner else ""
+            call_text = call_line(c)
+        label = f"#{p.id} {_what(p)}  +{duration(p.time_ns - t0)}"
+        arrows.append(Arrow(p.id, ia < ib, max(ia, ib), _clean(label), _clean(p.app), _clean(frame),
+                            _clean(call_text), origin=min(ia, ib)))
+    client = str(t.network.get("client", ""))
+    names = [f"{h} (traced)" if h == client else h for h in order]
+    return Ladder(tuple(_clean(x) for x in names), tuple(arrows), max(0, len(packets) - MAX_ARROWS))
 
 
 def _initiators(packets: Sequence[Packet]) -> set[tuple[str, int]]:
@@ -218,7 +276,7 @@ def ladder_svg(lad: Ladder, x0: float = 20, y0: float = 0, traced: bool = True) 
                   'stroke-dasharray="4 3"/>')
     y = top + 40
     for a in lad.arrows:
-        xa, xb = (xs[0], xs[a.peer]) if a.left_to_right else (xs[a.peer], xs[0])
+        xa, xb = (xs[a.origin], xs[a.peer]) if a.left_to_right else (xs[a.peer], xs[a.origin])
         colour = "#c62828" if "RST" in a.label or "ICMP" in a.label else "#222222"
         tip = -8 if xb > xa else 8
         el.append(f'<g class="arrow" data-packet="{a.packet}">')
@@ -262,10 +320,16 @@ def render_svg(report: Report, width: int = 100) -> str:
         *text,
         "</g>",
         f'<text x="20" y="{heading_y:.0f}" font-family="{FONT}" font-size="13" font-weight="bold">'
-        "Ladder: each packet between client and peer</text>",
+        f"{_ladder_heading(report)}</text>",
         *drawing,
         "</svg>",
     ]) + "\n"
+
+
+def _ladder_heading(report: Report) -> str:
+    if report.trace.capture.links and report.trace.network.get("taps"):
+        return "Ladder: each packet between the hosts of the link it was seen on"
+    return "Ladder: each packet between client and peer"
 
 
 def _title(report: Report) -> str:
@@ -301,7 +365,7 @@ def render_html(report: Report, width: int = 100) -> str:
         "<body>",
         f"<h1>{title}</h1>",
         '<pre class="report">' + "\n".join(body) + "</pre>",
-        "<h2>Ladder: each packet between client and peer</h2>",
+        f"<h2>{_ladder_heading(report)}</h2>",
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{ladder_w + 20:.0f}" height="{height:.0f}" '
         f'viewBox="0 0 {ladder_w + 20:.0f} {height:.0f}">',
         *drawing,

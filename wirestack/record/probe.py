@@ -866,11 +866,34 @@ def _timeout(sock: Any) -> float | None:
     return value if isinstance(value, float) else None
 
 
+MAX_SOURCE_BYTES = 16 << 20  # a source file larger than this is not read for one line
+
+
 def _source(file: str, line: int) -> str:
+    """The source line, as a traceback would show it; but only from a regular file of sane size: a frame whose
+    file name is a device or a FIFO (compiled code can name anything) must not make the probe read forever,
+    where python itself would not read at all."""
     try:
+        if file not in linecache.cache and not _readable_source(file):
+            return ""
         return linecache.getline(file, line).strip()[:500]
     except Exception:  # a loader that fails, a file that vanished: no source line, no crash
         return ""
+
+
+def _readable_source(file: str) -> bool:
+    """Is the file linecache would open for FILE (as it is, or under a sys.path entry) a regular file?"""
+    import stat
+
+    candidates = [file] if os.path.isabs(file) else [file, *(os.path.join(d, file) for d in sys.path
+                                                           if isinstance(d, str))]
+    for path in candidates:
+        try:
+            st = os.stat(path)
+        except (OSError, ValueError):
+            continue
+        return stat.S_ISREG(st.st_mode) and st.st_size <= MAX_SOURCE_BYTES
+    return False
 
 
 def _named(wrapper: Callable[..., Any], orig: Callable[..., Any], op: str) -> Callable[..., Any]:

@@ -253,7 +253,7 @@ def test_shell_as_the_member_captures_with_dumpcap(member: Member) -> None:
     child.sendline(f"import socket; socket.socket().connect(('127.0.0.1', {port}))")
     child.expect_exact(">>> ")
     out = str(child.before)
-    assert "ConnectionRefusedError" in out and f"note: capture: dumpcap ({member.dumpcap})" in out
+    assert "ConnectionRefusedError" in out and f"\ncapture: dumpcap ({member.dumpcap})" in out  # in the header
     child.sendline("[p.flags for p in wire.packets]")
     child.expect_exact(">>> ")
     assert "['S', 'RA']" in str(child.before)

@@ -208,7 +208,7 @@ def test_in_the_namespace_mode(workdir: Path) -> None:
     shell.type("import socket; s = socket.socket()")
     out = shell.type(f's.connect(("127.0.0.1", {port}))')
     assert re.findall(r"TCP\s+(\w+)\s", out)[:2] == ["S", "RA"]
-    assert "note: capture: raw socket in a private user + network namespace" in out
+    assert "\ncapture: raw socket in a private user + network namespace" in out  # in the header
     shell.end()
 
 

@@ -573,12 +573,14 @@ def renderable(report: Report, show_all: bool = False) -> RenderableType:
         return Group(*parts)
     head = t.client.strip().splitlines()[-1] if t.client.strip() else ""
     unseen = unseen_notes(t.notes)  # calls the probe could not see: its flows are only those attributed
+    # the capture backend, when not the usual raw socket (record.source.capture_note): in the header, once
+    backend = [n for n in t.notes if n.startswith("capture: ")][:1]
     parts += [
         Text.assemble((f"wirestack {clean(t.title)}", "bold"), ": ", T(head)),
         T(f"captured on {cap.interface}: {cap.packets:,} packets "
           f"{'attributed to the program' if unseen else 'of the program' + chr(39) + 's flows'} ({cap.seen:,} seen, "
           f"{cap.dropped:,} dropped by the kernel)", "dim"),
-        *(T(n, "dim") for n in unseen),
+        *(T(n, "dim") for n in backend + unseen),
     ]
     if t.kernel_off:
         parts.append(T(t.kernel_off, "dim"))
@@ -602,7 +604,7 @@ def renderable(report: Report, show_all: bool = False) -> RenderableType:
         if part is not None:
             parts += [Text(""), part]
     for note in t.notes:
-        if note not in unseen:
+        if note not in unseen and note not in backend:
             parts.append(T(f"note: {note}", "dim"))
     return Group(*parts)
 

@@ -1,3 +1,5 @@
+"""`python -m wirestack`: the command line (wirestack.cli)."""
+
 from .cli import run
 
 run()

@@ -1,0 +1,1 @@
+"""The commands behind the CLI: the pipeline of a run, read, shell, wireshark."""

@@ -1,0 +1,1 @@
+"""The lab catalogue: scenarios, their loopback peers, progress lines, and the network labs of namespaces."""

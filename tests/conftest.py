@@ -39,7 +39,15 @@ def facts_agree(monkeypatch: pytest.MonkeyPatch) -> None:
 from wirestack.record.netns import can_capture  # noqa: E402  (the same test as the CLI's)
 
 
+# The pure core's tests: no capture, no subprocess, no tool (`pytest -m unit`: about 5 s)
+UNIT_MODULES = {"test_dissect", "test_facts", "test_fakes", "test_pairing", "test_progress", "test_reader",
+                "test_records"}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.stem in UNIT_MODULES and item.path.parent == Path(__file__).parent:
+            item.add_marker(pytest.mark.unit)
     if can_capture():
         return
     for item in items:

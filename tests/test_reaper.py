@@ -48,6 +48,13 @@ def alive(pid: int) -> bool:
         return False
 
 
+def all_ended(processes: list[int], within: float = 3.0) -> bool:
+    deadline = time.monotonic() + within
+    while any(map(alive, processes)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not any(map(alive, processes))
+
+
 def pids(folder: Path) -> list[int]:
     return [int((folder / name).read_text()) for name in ("child", "grandchild")]
 
@@ -92,11 +99,7 @@ def test_timeout_ends_every_process_of_the_program(tmp: Path, sudo: bool) -> Non
     options = ("--python", "/usr/bin/python3") if sudo else ()
     proc, folder = start(tmp, 30, "--timeout", "3", *options, env=env)
     err = finish(proc, folder)
-    child, grandchild = pids(folder)
-    deadline = time.monotonic() + 3
-    while (alive(child) or alive(grandchild)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not alive(child) and not alive(grandchild), err
+    assert all_ended(pids(folder)), err
     assert "2 processes the program started" in " ".join(err.split()) and "ended them with it" in err
     if sudo:
         assert (tmp / "pids" / "child").stat().st_uid == 65534  # the program really ran as the user
@@ -110,11 +113,7 @@ def test_sigterm_to_wirestack_ends_every_process_of_the_program(tmp: Path) -> No
     time.sleep(0.3)
     proc.send_signal(signal.SIGTERM)
     err = finish(proc, folder)
-    child, grandchild = pids(folder)
-    deadline = time.monotonic() + 3
-    while (alive(child) or alive(grandchild)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not alive(child) and not alive(grandchild), err
+    assert all_ended(pids(folder)), err
 
 
 def test_a_program_that_ends_by_itself_leaves_its_processes_as_python_does(tmp: Path) -> None:

@@ -422,8 +422,28 @@ def _call_failed(f: F.CallFailed, w: Words) -> str:
         f"{f.op}() reported {f.name} ({f.code})"
 
 
+def _some(items: Sequence[str], first: int = 6, last: int = 2) -> str:
+    """A long list told by its ends: "a, b, c, d, e, f, …, y, z" (every item when there are few)."""
+    if len(items) <= first + last + 1:
+        return ", ".join(items)
+    return ", ".join([*items[:first], "…", *items[-last:]])
+
+
+def _runs(items: Sequence[str]) -> str:
+    """Repeated neighbours counted: "refused × 9,999, established"."""
+    out: list[str] = []
+    i = 0
+    while i < len(items):
+        j = i
+        while j < len(items) and items[j] == items[i]:
+            j += 1
+        out.append(items[i] if j - i == 1 else f"{items[i]} × {j - i:,}")
+        i = j
+    return _some(out)
+
+
 def _attempts(f: F.Attempts, w: Words) -> str:
-    tries = ", ".join(f"{addr(a)} → {outcome}" for _, a, outcome in f.tries)
+    tries = _some([f"{addr(a)} → {outcome}" for _, a, outcome in f.tries])
     text = f"{f.function}() tried {count(len(f.tries), 'address', 'addresses')} in turn: {tries}"
     if f.raised is not None:
         index = next((i for i, (c, _, _) in enumerate(f.tries, 1) if c == f.raised), 0)
@@ -432,13 +452,13 @@ def _attempts(f: F.Attempts, w: Words) -> str:
 
 
 def _retries(f: F.Retries, w: Words) -> str:
-    at = ", ".join(f"+{duration(t)}" if t else "+0" for _, t, _ in f.attempts)
-    outcomes = ", ".join(o for _, _, o in f.attempts)
+    at = _some([f"+{duration(t)}" if t else "+0" for _, t, _ in f.attempts])
+    outcomes = _runs([o for _, _, o in f.attempts])
     lib = f" under {f.module}" if f.module else ""
     text = (f"{count(len(f.attempts), 'connection attempt')} to {addr(f.server)}{lib}, one after the other "
             f"(at {at}): {outcomes}")
     if f.gaps_ns:
-        text += "; each began " + ", ".join(duration(g) for g in f.gaps_ns) + " after the one before had failed"
+        text += "; each began " + _some([duration(g) for g in f.gaps_ns]) + " after the one before had failed"
     return text
 
 

@@ -38,7 +38,6 @@ def facts_agree(monkeypatch: pytest.MonkeyPatch) -> None:
 
 from wirestack.record.netns import can_capture  # noqa: E402  (the same test as the CLI's)
 
-
 # The pure core's tests: no capture, no subprocess, no tool (`pytest -m unit`: about 5 s)
 UNIT_MODULES = {"test_dissect", "test_facts", "test_fakes", "test_pairing", "test_progress", "test_reader",
                 "test_records"}

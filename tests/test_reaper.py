@@ -130,3 +130,38 @@ def test_a_program_that_ends_by_itself_leaves_its_processes_as_python_does(tmp: 
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
+
+
+def test_sigkill_of_wirestack_ends_the_program(tmp: Path) -> None:
+    """Nothing is left to end anything when wirestack is killed with SIGKILL: the program it started dies with
+    it all the same (PR_SET_PDEATHSIG, set by the probe in that one process). Its own children outlive it, as
+    under python."""
+    proc, folder = start(tmp, 30)
+    deadline = time.monotonic() + 20
+    while len(list(folder.iterdir())) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    program = next((int(p) for p in os.listdir("/proc") if p.isdigit() and _is_program(int(p), tmp)), None)
+    assert program is not None, (tmp / "err").read_text()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    try:
+        assert all_ended([program]), "the program outlived wirestack's SIGKILL"
+    finally:
+        for pid in pids(folder):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def _is_program(pid: int, tmp: Path) -> bool:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return str(tmp / "forker.py").encode() in argv and b"-m" not in argv and pid not in _children_of_forker(tmp)
+
+
+def _children_of_forker(tmp: Path) -> set[int]:
+    folder = tmp / "pids"
+    return {int((folder / n).read_text()) for n in ("child", "grandchild") if (folder / n).exists()}

@@ -24,6 +24,7 @@ import linecache
 import os
 import signal
 import socket
+import struct
 import sys
 from typing import Any
 
@@ -38,9 +39,31 @@ def _connect(path: str) -> int | None:
         sock.connect(path)
     except OSError:
         return None
+    _die_with(sock)
     fd = sock.detach()
     os.set_inheritable(fd, False)  # an exec'd child connects for itself
     return fd
+
+
+def _die_with(sock: socket.socket) -> None:
+    """The process wirestack started itself (its parent is the one listening on the records socket) is killed if
+    wirestack dies (`PR_SET_PDEATHSIG`), so that a SIGKILL of wirestack does not leave the program running. Only
+    that process: its own children outlive it as under python. ctypes is imported for the call and forgotten."""
+    try:
+        pid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))[0]
+        if pid != os.getppid():
+            return
+        before = set(sys.modules)
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # 1: PR_SET_PDEATHSIG
+        del ctypes
+        for name in set(sys.modules) - before:
+            del sys.modules[name]
+        if os.getppid() != pid:  # wirestack died before the call: as it would have been told
+            os.kill(os.getpid(), signal.SIGKILL)
+    except Exception:
+        pass
 
 
 def startup() -> None:

@@ -155,7 +155,8 @@ packets = [dissect(i + 1, t, d, capture.linktype, n)
            for i, (t, n, d) in enumerate(zip(frames.times, frames.lengths, frames.data))]
 burst = Counter(p.payload for p in packets if p.proto == "UDP" and p.dport == sink.getsockname()[1])
 tcp = [p.flags for p in packets if p.proto == "TCP" and refused_port in (p.sport, p.dport)]
-ours = [p for p in packets if p.payload.startswith(b"wirestack-")]
+ours = [p for p in packets if p.payload in capture._own]  # this capture's own probes and marker (another
+# wirestack's on the same loopback may be captured, and is data like any other)
 times = [p.time_ns for p in packets if p.proto == "UDP" and p.dport == sink.getsockname()[1]]
 print(json.dumps({{"distinct": len(burst), "copies": max(burst.values(), default=0), "tcp": Counter(tcp),
                   "own": len(ours), "dropped": capture.dropped, "received": capture.received,

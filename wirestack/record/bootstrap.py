@@ -142,6 +142,8 @@ def _wirestack_start():
     try:
         from _wirestack_probe import bootstrap
         bootstrap.startup()
+    except ImportError:
+        pass  # a process started as the run ends, while its hook is removed: it runs untraced, and silently
     finally:
         while here in _sys.path:  # the program's sys.path is its own again
             _sys.path.remove(here)

@@ -138,11 +138,13 @@ def analyse(recording: Recording, outputs: Outputs, phases: Phases, with_app_lay
     from ..output.annotate import blocks
     from ..output.renderers import by_name, render_bytes
     from ..record.assemble import assemble
+    from ..record.runner import deferred_signal
     from ..report import build_report
 
     global _saving
+    answer_signals()  # from now on a signal stops the analysis
+    pending = pending or deferred_signal()  # one held since the caller looked (while these modules loaded, say)
     result = Result()
-    answer_signals()
     ticker = _ticker(phases)
     pcap_done = False
     try:

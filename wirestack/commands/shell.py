@@ -553,16 +553,11 @@ def _clean(text: str) -> str:
 
 
 def _end_console(child: subprocess.Popen[bytes]) -> None:
-    """End the console: SIGHUP (as a closed terminal would), then SIGTERM, then SIGKILL (Ctrl-C would only
-    interrupt its statement)."""
-    for sig, wait in ((signal.SIGHUP, 2.0), (signal.SIGTERM, 1.0), (signal.SIGKILL, 5.0)):
-        if child.poll() is not None:
-            return
-        child.send_signal(sig)
-        try:
-            child.wait(wait)
-        except subprocess.TimeoutExpired:
-            continue
+    """End the console: SIGHUP (as a closed terminal would; Ctrl-C would only interrupt its statement), then
+    SIGTERM, then SIGKILL."""
+    from ..record.runner import end_process
+
+    end_process(child, signal.SIGHUP)
 
 
 class _terminal_kept:  # noqa: N801  (a context manager named for what it keeps)

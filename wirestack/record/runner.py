@@ -502,10 +502,10 @@ def _pump(capture: FrameSource, child: subprocess.Popen[bytes], timeout: float |
             return True
 
 
-def _end_child(child: subprocess.Popen[bytes]) -> None:
-    """Stop the client the way a terminal would (SIGINT: it raises KeyboardInterrupt, and the probe writes
-    what it holds), then more firmly if it does not go."""
-    for sig, wait in ((signal.SIGINT, 2.0), (signal.SIGTERM, 1.0), (signal.SIGKILL, 5.0)):
+def end_process(child: subprocess.Popen[bytes], first: int = signal.SIGINT) -> None:
+    """Stop a child with `first` (SIGINT: the way a terminal would; it raises KeyboardInterrupt and the probe
+    writes what it holds), then SIGTERM, then SIGKILL, each after a wait, until it is gone."""
+    for sig, wait in ((first, 2.0), (signal.SIGTERM, 1.0), (signal.SIGKILL, 5.0)):
         if child.poll() is not None:
             return
         child.send_signal(sig)
@@ -513,5 +513,9 @@ def _end_child(child: subprocess.Popen[bytes]) -> None:
             child.wait(wait)
         except subprocess.TimeoutExpired:
             continue
+
+
+def _end_child(child: subprocess.Popen[bytes]) -> None:
+    end_process(child)
 
 

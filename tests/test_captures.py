@@ -61,3 +61,34 @@ def test_shipped_capture_opens_cleanly_and_its_errnos_filter(path: Path) -> None
                                    f"wirestack.call == {c['id']} && wirestack.errno", "-T", "fields",
                                    "-e", "frame.number"], capture_output=True, text=True)
             assert done.stdout.split() == [], done.stderr
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_tcp_options_as_tshark_reads_them(path: Path) -> None:
+    """Every TCP packet's options in the JSON (`tcp_options`) are those tshark dissects in the same file."""
+    tshark = shutil.which("tshark")
+    assert tshark, "tshark is required (scripts/bootstrap installs it)"
+    fields = ["frame.number", "tcp.options.mss_val", "tcp.options.wscale.shift", "tcp.options.sack_perm",
+              "tcp.options.timestamp.tsval", "tcp.options.timestamp.tsecr", "tcp.options.sack_le",
+              "tcp.options.sack_re"]
+    done = subprocess.run([tshark, "-o", "tcp.relative_sequence_numbers:FALSE", "-r", str(path), "-Y",
+                           "tcp and not icmp and not icmpv6",  # not the headers an ICMP error quotes
+                           "-T", "fields", "-E", "separator=|", *[x for f in fields for x in ("-e", f)]],
+                          capture_output=True, text=True, check=True)
+    report = json.loads(wirestack("read", "--json", "-", str(path)).stdout)
+    ours = {p["id"]: p["tcp_options"] for p in report["packets"] if p["proto"] == "TCP"}
+    rows = [line.split("|") for line in done.stdout.splitlines() if line]
+    assert len(rows) == len(ours), (len(rows), len(ours))
+    with_options = 0
+    for number, mss, wscale, sack_perm, tsval, tsecr, left, right in rows:
+        o = ours[int(number)]
+        assert o is not None and not o["malformed"], number
+        assert o["mss"] == (int(mss) if mss else None), number
+        assert o["wscale"] == (int(wscale) if wscale else None), number
+        assert o["sack_permitted"] == bool(sack_perm), number
+        assert o["timestamps"] == ([int(tsval), int(tsecr)] if tsval else None), number
+        blocks = list(zip(map(int, left.split(",")), map(int, right.split(",")), strict=True)) if left else []
+        assert [tuple(b) for b in o["sack"]] == blocks, number
+        with_options += bool(mss or wscale or sack_perm or tsval or left)
+    if any("S" in p["flags"] for p in report["packets"] if p["proto"] == "TCP"):
+        assert with_options, "a handshake without options: Linux always sends MSS on a SYN"

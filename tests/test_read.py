@@ -10,6 +10,7 @@ import select
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, wirestack
-from pcaps import pcap, pcapng, refused
+from pcaps import T0, pcap, pcapng, refused
 
 NOBODY = 65534
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -152,3 +153,67 @@ def test_ordinary_tcpdump_capture(workdir: Path) -> None:
     refusals = [f for f in data["facts"] if f["kind"] == "tcp.refused"]
     assert len(refusals) == 3 and all(f["server"]["addr"] == ["127.0.0.1", port] for f in refusals)
     assert all(not p["calls"] and p["role"] is None for p in data["packets"])
+
+
+# -- --packet: chosen packets whole, as scapy decodes them -----------------------------------------------------
+
+
+def test_packet_detail_is_the_file_as_tshark_reads_it() -> None:
+    """`read --packet` of a shipped network capture: the SYN's IP and TCP fields and options as tshark gives
+    them, the call that sent it, where it was seen; and the report itself never imports scapy."""
+    path = ROOT / "captures" / "mtu.pcapng"
+    done = subprocess.run(["tshark", "-n", "-r", str(path), "-Y", "tcp.flags.syn == 1 and tcp.flags.ack == 0", "-T",
+                           "fields", "-E", "separator=|", "-e", "frame.number", "-e", "ip.ttl", "-e", "ip.id",
+                           "-e", "tcp.options.mss_val", "-e", "tcp.options.wscale.shift", "-e", "tcp.srcport",
+                           "-e", "frame.interface_name"], capture_output=True, text=True, check=True)
+    number, ttl, ident, mss, wscale, sport, iface = done.stdout.splitlines()[0].split("|")
+    shown = wirestack("read", str(path), "--packet", number, "--width", "100")
+    assert shown.returncode == 0, shown.stderr
+    head, *rest = shown.stdout.splitlines()
+    assert head.startswith(f"#{number} ") and f"on {iface}" in head
+    assert f"mss={mss} sack_perm ts wscale={wscale}" in head
+    assert rest[0].strip().startswith("sent: call ") and "connect(" in rest[0]
+    text = "\n".join(rest)
+    assert f"ttl={ttl}" in text and f"id={int(ident, 16) if ident.startswith('0x') else ident}" in text
+    assert f"('MSS', {mss})" in text and f"('WScale', {wscale})" in text and f"sport={sport}" in text
+    probe = ("import sys, wirestack.cli as c\nsys.argv = ['wirestack', 'read', sys.argv[1], '--no-color']\n"
+             "try:\n    c.run()\nexcept SystemExit:\n    pass\nassert 'scapy' not in sys.modules, 'scapy imported'\n")
+    plain = subprocess.run([sys.executable, "-c", probe, str(path)],
+                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert plain.returncode == 0 and "scapy imported" not in plain.stderr, plain.stderr
+
+
+def test_packet_detail_of_neighbour_discovery_and_hostile_names(tmp_path: Path) -> None:
+    """IPv6 neighbour discovery named in the report's line and decoded by scapy; a DNS name with terminal
+    escapes in it reaches the terminal escaped."""
+    from scapy.layers.dns import DNS, DNSQR
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.inet6 import ICMPv6ND_NS, ICMPv6NDOptSrcLLAddr, IPv6
+    from scapy.layers.l2 import Ether
+
+    ns = Ether(src="02:00:00:00:00:01") / IPv6(src="fe80::1", dst="ff02::1:ff00:2") / ICMPv6ND_NS(tgt="fe80::2") \
+        / ICMPv6NDOptSrcLLAddr(lladdr="02:00:00:00:00:01")
+    query = Ether() / IP(src="10.0.0.1", dst="10.0.0.53") / UDP(sport=5353, dport=53) / \
+        DNS(rd=1, qd=DNSQR(qname=b"evil\x1b]0;owned\x07.example"))
+    path = tmp_path / "nd.pcap"
+    path.write_bytes(pcap([(T0, bytes(ns)), (T0 + 1000, bytes(query))]))
+    report = wirestack("read", str(path), "--no-color", "--width", "200")
+    assert report.returncode == 0, report.stderr
+    assert "neighbor solicitation for fe80::2" in report.stdout
+    shown = wirestack("read", str(path), "--packet", "1,2")
+    assert shown.returncode == 0, shown.stderr
+    assert "ICMPv6 Neighbor Discovery - Neighbor Solicitation" in shown.stdout and "tgt=fe80::2" in shown.stdout
+    assert "\x1b" not in shown.stdout and "\x07" not in shown.stdout and "DNS" in shown.stdout
+
+
+@pytest.mark.parametrize(("spec", "says"), [("x", "numbers and ranges"), ("0", "no packet #0"),
+                                            ("3-1", "no packet #3-1"), ("99", "no packet #99")])
+def test_packet_selection_errors(spec: str, says: str) -> None:
+    done = wirestack("read", str(ROOT / "captures" / "smtp.pcapng"), "--packet", spec)
+    assert says in _one_line_error(done)
+
+
+def test_packet_takes_no_output_files(tmp_path: Path) -> None:
+    done = wirestack("read", str(ROOT / "captures" / "smtp.pcapng"), "--packet", "1", "--json", str(tmp_path / "x"))
+    assert "takes no --json" in _one_line_error(done)
+    assert not (tmp_path / "x").exists()

@@ -28,7 +28,7 @@ def normalise(text: str) -> str:
     text = re.sub(r'(<stdlib>/[\w/]+\.py", line )\d+', r"\1N", text)  # library line numbers vary by version
     text = re.sub(r"\d+(\.\d+)? (µs|ms|s)\b", "T", text)
     text = re.sub(r"\+T", "+T", text)
-    text = re.sub(r"(seq|ack)=\d+", r"\1=N", text)
+    text = re.sub(r"(seq|ack|mss|wscale)=\d+", r"\1=N", text)  # wscale follows the machine's buffer sizes
     text = re.sub(r"(127\.0\.0\.1|::1|\[::1\]):(?!464\b)\d+", r"\1:PORT", text)
     text = re.sub(r"\(\d+ seen", "(N seen", text)
     text = re.sub(r"captures/smtp-[\d-]+\.pcapng", "captures/smtp-TIME.pcapng", text)

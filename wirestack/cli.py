@@ -116,6 +116,9 @@ def _parser() -> argparse.ArgumentParser:
     read.add_argument("--peer", metavar="OTHER", help="the other end's capture of the same exchange (tcpdump, "
                       "dumpcap): lined up by packet content, its clock offset estimated, and what one side "
                       "sent and the other never saw")
+    read.add_argument("--packet", metavar="N", action="append", default=None,
+                      help="show these packets whole instead of the report (3, 9-12, 3,5,9-12): each layer as "
+                      "scapy decodes it, and the call it is paired with")
     read.add_argument("--json", metavar="FILE", help="write the report as JSON (- for standard output)")
     read.add_argument("--force", action="store_true", help="overwrite existing output files")
     read.add_argument("--no-color", action="store_true", help="no colours (also: NO_COLOR, or not a terminal)")
@@ -467,12 +470,24 @@ def _read(args: argparse.Namespace) -> int:
     from .output.files import OutputError, check_writable
 
     json_path = Path(args.json) if args.json and args.json != "-" else None
+    if args.packet and (args.json or args.svg or args.html or args.open):
+        return _fail("--packet shows packets on the terminal: it takes no --json, --svg, --html or --open")
     try:
         if json_path is not None:
             check_writable(json_path, args.force)
         _check_extras(args, Path(args.file))
         _no_cycle_collection()
         loaded = load(args.file, peer=args.peer)
+        if args.packet:
+            from .output.dissection import SelectionError, dissection_text, selection
+
+            try:
+                ids = selection(args.packet, len(loaded.report.trace.packets))
+            except SelectionError as exc:
+                return _fail(str(exc))
+            width = args.width or (shutil.get_terminal_size((100, 24)).columns if sys.stdout.isatty() else 100)
+            sys.stdout.write(dissection_text(loaded.report, ids, width))
+            return _fail(f"{args.file} is {loaded.error}: what comes before is shown") if loaded.error else 0
     except (ReadError, OutputError) as exc:
         return _fail(str(exc))
     args.no_pcap, args.write = True, None

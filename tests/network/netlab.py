@@ -33,8 +33,8 @@ FIELDS = ("frame.time_relative", "frame.len", "eth.src", "eth.dst", "arp.opcode"
           "arp.dst.proto_ipv4", "ip.src", "ip.dst", "ip.ttl", "ip.proto", "ip.len", "ip.flags.df", "ip.flags.mf",
           "ip.frag_offset", "ipv6.src", "ipv6.dst", "icmp.type", "icmp.code", "icmp.mtu", "icmpv6.type",
           "icmpv6.code", "tcp.srcport", "tcp.dstport", "tcp.seq_raw", "tcp.flags.syn", "tcp.flags.ack",
-          "tcp.flags.reset", "tcp.len", "udp.srcport", "udp.dstport", "dns.id", "dns.qry.name", "dns.qry.type",
-          "dns.flags.response", "dns.flags.rcode")
+          "tcp.flags.reset", "tcp.len", "tcp.options.mss_val", "udp.srcport", "udp.dstport", "dns.id",
+          "dns.qry.name", "dns.qry.type", "dns.flags.response", "dns.flags.rcode")
 
 # Run by the client and server scripts (python -I -S: stdlib only, like a user's own program).
 PRELUDE = r'''

@@ -123,6 +123,19 @@ def test_mtu(tmp_path: Path) -> None:
     assert far and max(far) <= 1000
     (mtu,) = facts(data, "path.mtu")
     assert "next-hop MTU 1000" in mtu["text"]
+    assert_handshake_mss(mtu, wire)
+
+
+def assert_handshake_mss(fact: dict[str, Any], wire: list[dict[str, str]]) -> None:
+    """The MSS the fact says each end announced is the one tshark reads in the first SYN and SYN/ACK, and the
+    sentence gives it (Linux derives 1460 from the 1500-byte links each end sits on)."""
+    near = [f for f in wire if f["interface"] == LINKS[0] and f.get("tcp.flags.syn") == "1"]
+    syn = next(i for i, f in enumerate(wire, 1) if f in near and f.get("tcp.flags.ack") == "0")
+    synack = next(i for i, f in enumerate(wire, 1) if f in near and f.get("tcp.flags.ack") == "1")
+    assert [tuple(m) for m in fact["mss"]] == [(syn, "SYN", int(wire[syn - 1]["tcp.options.mss_val"])),
+                                               (synack, "SYN/ACK", int(wire[synack - 1]["tcp.options.mss_val"]))]
+    assert wire[syn - 1]["tcp.options.mss_val"] == "1460"
+    assert f"MSS 1460 (SYN #{syn})" in fact["text"] and "allows IP packets of 1500 bytes" in fact["text"]
 
 
 def test_mtu_black_hole(tmp_path: Path) -> None:
@@ -133,6 +146,7 @@ def test_mtu_black_hole(tmp_path: Path) -> None:
     assert big and not [f for f in wire if f["interface"] == LINKS[1] and int(f.get("ip.len", 0)) > 1000]
     (hole,) = facts(data, "path.black_hole")
     assert "no ICMP fragmentation needed came back" in hole["text"]
+    assert_handshake_mss(hole, wire)
 
 
 def test_nat(tmp_path: Path) -> None:

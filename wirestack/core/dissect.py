@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import socket
 import struct
+from dataclasses import dataclass
+from typing import Any
 
 from ..model import Packet, Quoted
 
@@ -192,3 +194,89 @@ def dissect(pid: int, time_ns: int, frame: bytes, linktype: int = LINKTYPE_ETHER
         return Packet(pid, time_ns, icmp_name, src, dst, length=length, payload=bytes(frame[t + 4 : end]),
                       icmp=(itype, icode), quoted=quoted, raw=frame, ttl=ttl, link=linktype)
     return Packet(pid, time_ns, "other", src, dst, length=length, raw=frame, ttl=ttl, link=linktype)
+
+
+@dataclass(frozen=True, slots=True)
+class TcpOptions:
+    """The options of one TCP header (RFC 9293 and its companions), as far as they are well formed."""
+
+    mss: int | None = None  # kind 2: the largest segment this end will receive
+    wscale: int | None = None  # kind 3: its window's shift count
+    sack_permitted: bool = False  # kind 4
+    sack: tuple[tuple[int, int], ...] = ()  # kind 5: the blocks received beyond `ack` (left edge, right edge)
+    timestamps: tuple[int, int] | None = None  # kind 8: (TSval, TSecr)
+    other: tuple[int, ...] = ()  # kinds not named above (but NOP and end of list)
+    malformed: bool = False  # an option ran past the header: what precedes it is kept
+
+    def __bool__(self) -> bool:
+        return (self.mss is not None or self.wscale is not None or self.sack_permitted or bool(self.sack)
+                or self.timestamps is not None or bool(self.other) or self.malformed)
+
+
+def _tcp_header(p: Packet) -> tuple[int, int] | None:
+    """(offset of P's TCP header in its raw bytes, header length), or None."""
+    if p.proto != "TCP":
+        return None
+    link = _ip_layer(p.raw, p.link)
+    if link is None:
+        return None
+    ethertype, off = link
+    ip = _ipv4(p.raw, off) if ethertype == 0x0800 else _ipv6(p.raw, off) if ethertype == 0x86DD else None
+    if ip is None or ip[2] != 6 or len(p.raw) < ip[3] + 20:
+        return None
+    t = ip[3]
+    return t, max((p.raw[t + 12] >> 4) * 4, 20)
+
+
+def tcp_options(p: Packet) -> TcpOptions | None:
+    """The options of a TCP packet, read off its raw bytes (only where asked for: the bulk never pays); None for
+    anything but TCP, an empty `TcpOptions` for a header without options."""
+    where = _tcp_header(p)
+    if where is None:
+        return None
+    t, hlen = where
+    raw, pos, end = p.raw, t + 20, min(t + hlen, len(p.raw))
+    found: dict[str, Any] = {}
+    other: list[int] = []
+    malformed = False
+    while pos < end:
+        kind = raw[pos]
+        if kind == 0:  # end of option list
+            break
+        if kind == 1:  # no-operation (padding)
+            pos += 1
+            continue
+        if pos + 2 > end or raw[pos + 1] < 2 or pos + raw[pos + 1] > end:
+            malformed = True
+            break
+        size, body = raw[pos + 1], raw[pos + 2 : pos + raw[pos + 1]]
+        if kind == 2 and size == 4:
+            found["mss"] = struct.unpack("!H", body)[0]
+        elif kind == 3 and size == 3:
+            found["wscale"] = body[0]
+        elif kind == 4 and size == 2:
+            found["sack_permitted"] = True
+        elif kind == 5 and size >= 10 and (size - 2) % 8 == 0:
+            found["sack"] = tuple(struct.unpack_from("!II", body, i) for i in range(0, size - 2, 8))
+        elif kind == 8 and size == 10:
+            found["timestamps"] = struct.unpack("!II", body)
+        else:
+            other.append(kind)
+        pos += size
+    return TcpOptions(**found, other=tuple(other), malformed=malformed)
+
+
+def tcp_options_text(o: TcpOptions) -> str:
+    """'mss=1460 sack_perm ts wscale=7', as the packet lines show them (tcpdump's order and sense)."""
+    parts = [f"mss={o.mss}"] if o.mss is not None else []
+    if o.sack_permitted:
+        parts.append("sack_perm")
+    if o.timestamps is not None:
+        parts.append("ts")
+    if o.wscale is not None:
+        parts.append(f"wscale={o.wscale}")
+    parts += [f"sack={a}-{b}" for a, b in o.sack[:4]]
+    parts += [f"opt{k}" for k in o.other[:4]]
+    if o.malformed:
+        parts.append("bad-options")
+    return " ".join(parts)

@@ -834,6 +834,7 @@ class PathMtu(Fact):
     after: int | None = None  # the first segment sent after the first ICMP
     after_largest: int = 0  # IP length of the largest segment from then on
     beyond_largest: int = 0  # the largest packet of the flow on the far link
+    mss: tuple[tuple[int, str, int], ...] = ()  # (packet, "SYN" or "SYN/ACK", MSS option) of the handshake
 
     def group(self) -> tuple[Any, ...]:
         return (self.kind, self.reporter, self.mtu)
@@ -856,6 +857,7 @@ class BlackHole(Fact):
     missing_on: str
     rule: str = ""  # a firewall rule that dropped ICMP meanwhile, with its host
     rule_packets: int = 0
+    mss: tuple[tuple[int, str, int], ...] = ()  # (packet, "SYN" or "SYN/ACK", MSS option) of the handshake
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -629,7 +629,19 @@ def _path_mtu(f: F.PathMtu, w: Words) -> str:
                 "segment size to fit the path"
     if f.beyond_largest:
         text += f"; the far link carried nothing of it above {f.beyond_largest} bytes"
-    return text
+    return text + _mss_text(f.mss, ":" in f.sender[0], f.mtu + 1)
+
+
+def _mss_text(mss: Sequence[tuple[int, str, int]], v6: bool, too_big: int) -> str:
+    """'; the handshake announced MSS 1460 (SYN #3) and 1460 (SYN/ACK #6): ...', when the smaller of them allows
+    IP packets of `too_big` bytes or more (the MSS counts the data; IP and TCP headers add at least 40 bytes, 60
+    over IPv6)."""
+    if not mss or min(m for _, _, m in mss) + (60 if v6 else 40) < too_big:
+        return ""
+    said = " and ".join(f"{m} ({name} #{p})" for p, name, m in mss)
+    return (f"; the handshake announced MSS {said}, which allows IP packets of "
+            f"{min(m for _, _, m in mss) + (60 if v6 else 40)} bytes: an MSS says what an end will receive, and "
+            "nothing in the handshake tells of a smaller MTU on the path")
 
 
 def _unseen(f: F.PeerUnseen, w: Words) -> str:
@@ -664,7 +676,7 @@ def _black_hole(f: F.BlackHole, w: Words) -> str:
     if f.rule:
         text += f"; the firewall rule {f.rule} counted {count(f.rule_packets, 'packet')}: the router did say, " \
                 "and its own firewall threw the message away"
-    return text
+    return text + _mss_text(f.mss, ":" in f.sender[0], f.size)
 
 
 def _fragments(f: F.Fragments, w: Words) -> str:

@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .._version import __version__
+from ..core.dissect import tcp_options
 from ..core.layers import layer_of
 from ..explain.facts import Fact, kind_of
 from ..explain.wording import Words, sentence
@@ -66,8 +67,17 @@ def _packet(p: Packet, report: Report) -> dict[str, Any]:
                     "dport": p.quoted.dport} if p.quoted else None),
         "app": p.app or None, "calls": [x.call for x in pairs if x.call is not None],
         "role": pairs[0].role if pairs else None, "flow": report.alignment.flows.of_packet.get(p.id),
-        "interface": p.interface,
+        "interface": p.interface, "tcp_options": _options(p),
     }
+
+
+def _options(p: Packet) -> dict[str, Any] | None:
+    o = tcp_options(p) if p.proto == "TCP" else None
+    if o is None:
+        return None
+    return {"mss": o.mss, "wscale": o.wscale, "sack_permitted": o.sack_permitted,
+            "sack": [list(b) for b in o.sack], "timestamps": list(o.timestamps) if o.timestamps else None,
+            "other": list(o.other), "malformed": o.malformed}
 
 
 def _call(c: Call, report: Report, stacks: dict[tuple[Frame, ...], list[dict[str, Any]]]) -> dict[str, Any]:

@@ -25,13 +25,15 @@ from rich.table import Table
 from rich.text import Text
 
 from ..core.chains import chain
+from ..core.dissect import TcpOptions, tcp_options, tcp_options_text
 from ..core.errnos import key
 from ..core.layers import KERNEL, layer_of
 from ..core.pairing import RECVS
 from ..core.unseen import unseen_notes
 from ..explain.facts import AppExchange, kind_of
 from ..explain.rules.calls import is_wait
-from ..explain.wording import QUIET, Words, addr, duration, endpoint, sentence
+from ..explain.rules.udp import meaning
+from ..explain.wording import QUIET, Words, addr, count, duration, endpoint, sentence
 from ..model import EAI, ERRNO, HERRNO, OPENSSL, TIMEOUT, Call, ExceptionInfo, Frame, KernelEvent, Packet
 from ..report import Report
 from .sanitize import clean
@@ -126,16 +128,57 @@ def flow_text(p: Packet) -> str:
     return f"{endpoint(p.src, p.sport)} → {endpoint(p.dst, p.dport)}" if p.sport or p.dport else f"{p.src} → {p.dst}"
 
 
+_ICMP4_INFO = {0: "echo reply", 8: "echo request", 5: "redirect", 9: "router advertisement",
+               10: "router solicitation"}
+_ICMP6_INFO = {128: "echo request", 129: "echo reply", 133: "router solicitation", 134: "router advertisement",
+               135: "neighbor solicitation", 136: "neighbor advertisement", 137: "redirect"}
+
+
+def icmp_name(p: Packet) -> str:
+    """What an ICMP or ICMPv6 message is, with the field that matters: 'fragmentation needed, MTU 1000',
+    'neighbor solicitation for fe80::1'; '' for a type without a name here."""
+    assert p.icmp is not None
+    kind, body = p.icmp[0], p.payload  # body: what follows type, code and checksum
+    info = (_ICMP6_INFO if p.proto == "ICMPv6" else _ICMP4_INFO).get(kind)
+    if info is not None:
+        if p.proto == "ICMPv6" and kind in (135, 136, 137) and len(body) >= 20:
+            import ipaddress
+
+            return f"{info} for {ipaddress.IPv6Address(bytes(body[4:20]))}"
+        return info
+    named = meaning(p)
+    if named.startswith("type "):
+        return ""
+    if p.proto == "ICMP" and p.icmp == (3, 4) and len(body) >= 4:
+        named += f", MTU {int.from_bytes(body[2:4], 'big')}"
+    elif p.proto == "ICMPv6" and kind == 2 and len(body) >= 4:
+        named += f", MTU {int.from_bytes(body[0:4], 'big')}"
+    return named
+
+
+def _options(p: Packet) -> str:
+    """A SYN's options (what each end announces: MSS, window scale, SACK, timestamps), and the SACK blocks of any
+    segment; not the timestamps every Linux segment carries."""
+    o = tcp_options(p)
+    if not o:
+        return ""
+    if "S" not in p.flags:
+        o = TcpOptions(sack=o.sack, malformed=o.malformed)
+    return tcp_options_text(o)
+
+
 def packet_text(p: Packet, flow_width: int = 0) -> str:
     """'127.0.0.1:40000 → 127.0.0.1:464  TCP S   seq=1000 len=0'"""
     if p.proto == "TCP":
         detail = f"{p.flags or '.':<3} seq={p.seq}" + (f" ack={p.ack}" if "A" in p.flags else "")
         if p.window == 0 and "A" in p.flags and "R" not in p.flags:
             detail += " win=0"
+        if options := _options(p):
+            detail += " " + options
     elif p.proto == "ARP" and p.icmp:
         detail = "who-has" if p.icmp[0] == 1 else "is-at" if p.icmp[0] == 2 else f"op {p.icmp[0]}"
     elif p.icmp:
-        detail = f"type {p.icmp[0]} code {p.icmp[1]}"
+        detail = f"type {p.icmp[0]} code {p.icmp[1]}" + (f" ({named})" if (named := icmp_name(p)) else "")
         if p.quoted:
             detail += f" quoting {p.quoted.proto} {endpoint(p.quoted.src, p.quoted.sport)} → " \
                       f"{endpoint(p.quoted.dst, p.quoted.dport)}"
@@ -431,7 +474,8 @@ def _flows(report: Report, always: bool = False) -> RenderableType | None:
         return None
     rows.sort()
     failing = sum(1 for r in rows if not r[0])
-    title = (f"{len(rows):,} flows, {len(t.packets):,} packets" + (f", {len(t.calls):,} calls" if t.traced else "")
+    title = (f"{count(len(rows), 'flow')}, {count(len(t.packets), 'packet')}"
+             + (f", {count(len(t.calls), 'call')}" if t.traced else "")
              + (f"; {failing:,} with failures, listed first" if failing else ""))
     table = Table(title=title, title_justify="left", box=None, padding=(0, 1), header_style="bold")
     for name in ("flow", "packets", "what", "sockets"):

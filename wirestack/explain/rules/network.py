@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...core.companions import ip_offset, ipv4, lookup
+from ...core.dissect import tcp_options
 from ...core.pairing import CONNECTS, DNS_PORT, SENDS
 from ...core.paths import Copies, copies, own_link
 from ...core.protocols import QTYPES, dns_message
@@ -395,12 +396,23 @@ def path_mtu(ctx: Context) -> Iterator[Fact]:
                           largest=max((_ip_len(p) for p in big), default=0), df=bool(ip and ip.df),
                           after=later[0].id if later else None,
                           after_largest=max((_ip_len(p) for p in later), default=0),
-                          beyond_largest=max((_ip_len(q) for q in beyond), default=0),
+                          beyond_largest=max((_ip_len(q) for q in beyond), default=0), mss=_mss(rows),
                           packets=tuple(p.id for p in big[:4]) + tuple(p.id for p in too_big[:4])
                           + ((later[0].id,) if later else ()), flow=c.id,
                           sockets=c.client.sockets + c.server.sockets, time_ns=first.time_ns)
         elif net is not None and len(net.links) > 1:
             yield from _black_hole(ctx, net, c.id, rows, c.client.sockets + c.server.sockets)
+
+
+def _mss(rows: list[Packet]) -> tuple[tuple[int, str, int], ...]:
+    """The MSS option of the connection's SYN and SYN/ACK (their first copies), as each end announced it."""
+    out: list[tuple[int, str, int]] = []
+    for flags, name in (("S", "SYN"), ("SA", "SYN/ACK")):
+        p = next((p for p in rows if p.flags == flags), None)
+        o = tcp_options(p) if p is not None else None
+        if p is not None and o is not None and o.mss is not None:
+            out.append((p.id, name, o.mss))
+    return tuple(out)
 
 
 def _black_hole(ctx: Context, net: Net, fid: int, rows: list[Packet], sockets: tuple[int, ...]) -> Iterator[Fact]:
@@ -425,7 +437,7 @@ def _black_hole(ctx: Context, net: Net, fid: int, rows: list[Packet], sockets: t
                         first=lost[0].id, sent=len(same),
                         waits_ns=tuple(b.time_ns - a.time_ns for a, b in zip(same, same[1:], strict=False)),
                         crossed_largest=crossed_largest, missing_on=net.link(_expected(net, lost[0]) or 1),
-                        rule=rule_text, rule_packets=sum(int(r.get("packets", 0)) for r in counted),
+                        rule=rule_text, rule_packets=sum(int(r.get("packets", 0)) for r in counted), mss=_mss(rows),
                         packets=tuple(p.id for p in same[:6]), flow=fid, sockets=sockets, time_ns=lost[0].time_ns)
 
 

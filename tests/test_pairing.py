@@ -8,6 +8,8 @@ from builders import (
     CLIENT,
     SEED_STACK,
     SERVER,
+    T0,
+    US,
     call,
     exception_packets,
     frames,
@@ -20,7 +22,7 @@ from builders import (
 
 from wirestack.core.chains import chain
 from wirestack.core.pairing import align, traced_packets
-from wirestack.model import ExceptionInfo
+from wirestack.model import ExceptionInfo, Packet
 
 
 def test_seed_refusal_pairs_syn_and_rst_with_connect_and_every_frame() -> None:
@@ -192,3 +194,35 @@ def test_another_program_reusing_the_4_tuple_later_is_not_ours() -> None:
     assert [p.id for p in traced_packets(calls, packets)] == [1, 2]
     a = align(calls, packets)
     assert a.packets_of_call(1) == (1, 2) and not a.pairs_of(3)
+
+
+def test_resolver_queries_go_to_the_lookup_they_left_inside() -> None:
+    """Two getaddrinfo calls 1.5 ms apart (a name, then a numeric address that asks no one): the DNS queries made
+    inside the first are its, not the later one's, though both lie within the resolver's clock slack."""
+    first = call(1, "getaddrinfo", 0, 2400, socket=0, local=None, remote=None, args={"host": "name.example"})
+    second = call(2, "getaddrinfo", 3900, 3930, socket=0, local=None, remote=None, args={"host": "192.0.2.99"})
+    resolver, dns = ("192.0.2.10", 40106), ("198.51.100.53", 53)
+    packets = [udp(1, 2070, resolver, dns), udp(2, 2290, dns, resolver)]
+    alignment = align([first, second], packets)
+    assert [x.call for p in packets for x in alignment.pairs_of(p.id)] == [1, 1]
+    assert alignment.packets_of_call(1) == (1, 2) and alignment.packets_of_call(2) == ()
+
+
+def test_a_gateway_lookup_goes_to_the_call_running_when_it_was_asked() -> None:
+    """ARP for the gateway, asked inside getaddrinfo (its resolver's first query needs the router's MAC), while a
+    connect to a host on the link begins 1.8 ms later, within the clocks' slack: the lookup is getaddrinfo's."""
+    gai = call(1, "getaddrinfo", 0, 1650, socket=0, local=None, remote=None, args={"host": "name.example"})
+    connect = call(2, "connect", 3150, 3_080_000, local=("192.0.2.10", 0), remote=("192.0.2.99", 80), errno=113)
+    resolver, dns = ("192.0.2.10", 40106), ("198.51.100.53", 53)
+    packets = [arp(1, 1375, "192.0.2.10", "192.0.2.1", request=True),
+               arp(2, 1392, "192.0.2.1", "192.0.2.10", request=False),
+               udp(3, 1395, resolver, dns), udp(4, 1580, dns, resolver),
+               arp(5, 3180, "192.0.2.10", "192.0.2.99", request=True)]
+    alignment = align([gai, connect], packets)
+    assert {p.id: [x.call for x in alignment.pairs_of(p.id)] for p in packets} == {1: [1], 2: [1], 3: [1], 4: [1],
+                                                                                   5: [2]}
+
+
+def arp(pid: int, t_us: float, sender: str, target: str, request: bool) -> Packet:
+    """An ARP request ("who has TARGET, tell SENDER") or reply (SENDER is at ..., to TARGET), as dissect makes it."""
+    return Packet(pid, T0 + int(t_us * US), "ARP", sender, target, length=42, icmp=(1 if request else 2, 0))

@@ -181,6 +181,9 @@ def _caller(sending: list[Call], starts: list[int], t: int, found: Lookup,
     """The sending call running at T that a neighbour request is about, and the side it is on."""
     hi = bisect_right(starts, t + SLACK_NS)
     running = [c for c in sending[:hi][::-1] if c.start_ns >= t - WAIT_NS and c.end_ns + SLACK_NS >= t]
+    # the calls running at T first (the latest started first), then those the clocks' slack admits: a call
+    # that began just after T did not make the request
+    running.sort(key=lambda c: not c.start_ns <= t <= c.end_ns)
     for c in running:
         if _target(c) == found.target and found.asker in mine.get(c.id, {found.asker}):
             return c, "out"

@@ -399,8 +399,8 @@ def resolver_flows(calls: Sequence[Call], flows: Flows, packets: dict[int, Packe
             continue
         t = packets[f.packets[0]].time_ns
         hits = lookups.around(t + RESOLVER_SLACK_NS, before=2 * RESOLVER_SLACK_NS)
-        if hits:
-            out[f.id] = hits[-1].id
+        if hits:  # the call the query left inside, else the nearest (a lookup that began or ended just then)
+            out[f.id] = min(hits, key=lambda c: (max(c.start_ns - t, t - c.end_ns, 0), -c.start_ns)).id
     return out
 
 

@@ -217,15 +217,23 @@ def _tcp_header(p: Packet) -> tuple[int, int] | None:
     """(offset of P's TCP header in its raw bytes, header length), or None."""
     if p.proto != "TCP":
         return None
-    link = _ip_layer(p.raw, p.link)
+    raw = p.raw
+    link = _ip_layer(raw, p.link)
     if link is None:
         return None
     ethertype, off = link
-    ip = _ipv4(p.raw, off) if ethertype == 0x0800 else _ipv6(p.raw, off) if ethertype == 0x86DD else None
-    if ip is None or ip[2] != 6 or len(p.raw) < ip[3] + 20:
+    if ethertype == 0x0800 and len(raw) >= off + 20:  # the common case without decoding addresses
+        t = off + max((raw[off] & 0x0F) * 4, 20)
+        if raw[off + 9] != 6:
+            return None
+    else:
+        ip = _ipv6(raw, off) if ethertype == 0x86DD else None
+        if ip is None or ip[2] != 6:
+            return None
+        t = ip[3]
+    if len(raw) < t + 20:
         return None
-    t = ip[3]
-    return t, max((p.raw[t + 12] >> 4) * 4, 20)
+    return t, max((raw[t + 12] >> 4) * 4, 20)
 
 
 def tcp_options(p: Packet) -> TcpOptions | None:
@@ -235,6 +243,8 @@ def tcp_options(p: Packet) -> TcpOptions | None:
     if where is None:
         return None
     t, hlen = where
+    if hlen == 20:
+        return _EMPTY
     raw, pos, end = p.raw, t + 20, min(t + hlen, len(p.raw))
     found: dict[str, Any] = {}
     other: list[int] = []
@@ -266,6 +276,9 @@ def tcp_options(p: Packet) -> TcpOptions | None:
     return TcpOptions(**found, other=tuple(other), malformed=malformed)
 
 
+_EMPTY = TcpOptions()  # a header without options (shared: the record is immutable)
+
+
 def tcp_options_text(o: TcpOptions) -> str:
     """'mss=1460 sack_perm ts wscale=7', as the packet lines show them (tcpdump's order and sense)."""
     parts = [f"mss={o.mss}"] if o.mss is not None else []
@@ -280,3 +293,13 @@ def tcp_options_text(o: TcpOptions) -> str:
     if o.malformed:
         parts.append("bad-options")
     return " ".join(parts)
+
+
+def arp_sender_mac(p: Packet) -> str:
+    """The sender's hardware address of an ARP message over Ethernet ('' for anything else)."""
+    if p.proto != "ARP":
+        return ""
+    link = _ip_layer(p.raw, p.link)
+    if link is None or link[0] != 0x0806 or len(p.raw) < link[1] + 14 or p.raw[link[1] + 4] != 6:
+        return ""
+    return ":".join(f"{b:02x}" for b in p.raw[link[1] + 8 : link[1] + 14])

@@ -25,7 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..core.chains import chain
-from ..core.dissect import TcpOptions, tcp_options, tcp_options_text
+from ..core.dissect import TcpOptions, arp_sender_mac, tcp_options, tcp_options_text
 from ..core.errnos import key
 from ..core.layers import KERNEL, layer_of
 from ..core.pairing import RECVS
@@ -176,7 +176,10 @@ def packet_text(p: Packet, flow_width: int = 0) -> str:
         if options := _options(p):
             detail += " " + options
     elif p.proto == "ARP" and p.icmp:
-        detail = "who-has" if p.icmp[0] == 1 else "is-at" if p.icmp[0] == 2 else f"op {p.icmp[0]}"
+        mac = arp_sender_mac(p)
+        detail = (f"who-has {p.dst} tell {p.src}" if p.icmp[0] == 1 else
+                  f"{p.src} is-at {mac}" if p.icmp[0] == 2 and mac else
+                  "is-at" if p.icmp[0] == 2 else f"op {p.icmp[0]}")
     elif p.icmp:
         detail = f"type {p.icmp[0]} code {p.icmp[1]}" + (f" ({named})" if (named := icmp_name(p)) else "")
         if p.quoted:

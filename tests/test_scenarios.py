@@ -23,8 +23,8 @@ from wirestack.labs.scenarios import Scenario, catalogue
 
 NAMES = ["smtp", "http", "ftp", "pop3", "imap", "udp", "timeout", "reset", "eof", "tls", "ipv6", "smtp-ok", "http-ok"]
 # on a network of their own (namespaces; tests/network/test_network_scenarios.py runs them)
-NETWORK = ["no-route-host", "no-route-net", "firewall-drop", "firewall-reject", "ttl", "mtu", "mtu-black-hole", "nat",
-           "dns-nxdomain", "dns-servfail", "dns-silent", "fragments"]
+NETWORK = ["no-route-host", "no-route-host6", "no-route-net", "firewall-drop", "firewall-reject", "ttl", "mtu",
+           "mtu-black-hole", "nat", "dns-nxdomain", "dns-servfail", "dns-silent", "fragments"]
 ENV = {**os.environ, "PYTHONPATH": ROOT}  # `python -m wirestack` must be this checkout's
 
 

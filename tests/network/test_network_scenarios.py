@@ -21,6 +21,7 @@ from netlab import ROOT, frames, nothing_left  # noqa: F401  (nothing_left: auto
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 LINKS = ["router/router-eth0", "router/router-eth1"]
 CLIENT, ROUTER, SERVER = "192.0.2.10", "192.0.2.1", "198.51.100.10"
+CLIENT6, NOBODY6 = "2001:db8:1::10", "2001:db8:1::99"
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 and os.environ.get("CI", "").lower() not in ("1", "true", "yes"),
                                 reason="a network lab needs root")
@@ -71,6 +72,26 @@ def test_no_route_host(tmp_path: Path) -> None:
     assert len(asks) >= 2 and not [f for f in wire if "tcp.srcport" in f]  # tshark: ARP only, no SYN left
     (fact,) = facts(data, "neighbour.unanswered")
     assert sorted(fact["requests"]) == asks and "nobody on the link answered" in fact["text"]
+
+
+def test_no_route_host6(tmp_path: Path) -> None:
+    """IPv6: neighbour solicitations (tshark: ICMPv6 135, target the address) instead of ARP, none answered, no
+    SYN; each is the connect's, and the kernel's lines name the socket by its IPv6 addresses."""
+    data, wire = run("no-route-host6", tmp_path)
+    assert fault(data) == ("OSError", "errno", "EHOSTUNREACH")
+    asks = [i + 1 for i, f in enumerate(wire) if f.get("icmpv6.type") == "135" and f.get("ipv6.src") == CLIENT6
+            and f["interface"] == LINKS[0]]
+    assert len(asks) >= 2 and not [f for f in wire if "tcp.srcport" in f]
+    assert not [f for f in wire if f.get("icmpv6.type") == "136" and f.get("ipv6.src") == NOBODY6]
+    (fact,) = facts(data, "neighbour.unanswered")
+    assert sorted(fact["requests"]) == asks and "nobody on the link answered" in fact["text"]
+    (connect,) = [c for c in data["calls"] if c["op"] == "connect"]
+    assert set(asks) <= set(connect["packets"])
+    states = [k for k in data["kernel"] if k["event"] == "inet_sock_set_state" and k["call"] == connect["id"]]
+    assert states and all(k["fields"]["daddrv6"] == NOBODY6 for k in states)
+    text = subprocess.run([sys.executable, "-m", "wirestack", "read", str(tmp_path / "no-route-host6.pcapng"),
+                           "--no-color", "--width", "200"], capture_output=True, text=True, env=ENV, timeout=60).stdout
+    assert f"[{NOBODY6}]:80)" in text and f"neighbor solicitation for {NOBODY6}" in text
 
 
 def test_no_route_net(tmp_path: Path) -> None:

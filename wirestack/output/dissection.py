@@ -108,14 +108,17 @@ def dissection_text(report: Report, ids: Iterable[int], width: int = 100) -> str
 
 
 def _wrap(head: str, items: list[str], width: int) -> str:
-    """HEAD then the items, wrapped under one another at WIDTH."""
-    indent = " " * max(len(head) + 1, 12)
-    lines, line = [], head.ljust(len(indent) - 1)
+    """HEAD then the items, wrapped under one another at WIDTH (below HEAD when it is a long layer name)."""
+    if len(head) > 24:
+        lines, line, indent = [head], "     ", "     "
+    else:
+        indent = " " * max(len(head) + 1, 12)
+        lines, line = [], head.ljust(len(indent) - 1)
     for item in items:
-        if len(line) + 1 + len(item) > width and line.strip() != head.strip():
+        if len(line) + 1 + len(item) > width and line.strip() and line.strip() != head.strip():
             lines.append(line)
             line = indent + item
         else:
             line += " " + item
     lines.append(line)
-    return "\n".join(lines)
+    return "\n".join(x for x in lines if x.strip())

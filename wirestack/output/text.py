@@ -27,6 +27,7 @@ from rich.text import Text
 from ..core.chains import chain
 from ..core.dissect import TcpOptions, arp_sender_mac, tcp_options, tcp_options_text
 from ..core.errnos import key
+from ..core.kernel import addr as kernel_addr
 from ..core.layers import KERNEL, layer_of
 from ..core.pairing import RECVS
 from ..core.unseen import unseen_notes
@@ -208,9 +209,10 @@ def describe_event(ev: KernelEvent) -> str:
         if ret < 0:
             return f"syscall {name} returns {ret} (-{_errno.errorcode.get(-ret, '?')})"
         return f"syscall {name} returns {ret}"
-    if ev.event == "inet_sock_set_state":
-        return f"socket state {f.get('oldstate', '?')} → {f.get('newstate', '?')} ({f.get('saddr', '?')}:" \
-               f"{f.get('sport', '?')} ↔ {f.get('daddr', '?')}:{f.get('dport', '?')})"
+    if ev.event == "inet_sock_set_state":  # an AF_INET6 socket's addresses are in saddrv6/daddrv6
+        (sh, sp), (dh, dp) = kernel_addr(f, "s"), kernel_addr(f, "d")
+        return f"socket state {f.get('oldstate', '?')} → {f.get('newstate', '?')} ({endpoint(sh or '?', sp)} ↔ " \
+               f"{endpoint(dh or '?', dp)})"
     if ev.event == "tcp_send_reset":
         return f"tcp_send_reset: RST from {f.get('src', '?')}, reason {f.get('reason', '?')}" + (
             f", state {f['state']}" if f.get("state") not in (None, "", "UNKNOWN") else "")

@@ -278,6 +278,7 @@ CLIENT, ROUTER_CLIENT, ROUTER_SERVER, SERVER, DNS = ("192.0.2.10", "192.0.2.1", 
 CLIENT6, ROUTER_CLIENT6, ROUTER_SERVER6, SERVER6, DNS6 = ("2001:db8:1::10", "2001:db8:1::1", "2001:db8:2::1",
                                                           "2001:db8:2::10", "2001:db8:2::53")
 NOBODY = "192.0.2.99"  # on the client's link, owned by nobody
+NOBODY6 = "2001:db8:1::99"  # the same, over IPv6
 UNROUTED = "203.0.113.10"  # in no one's routing table but through a default route
 
 

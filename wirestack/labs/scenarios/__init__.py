@@ -70,10 +70,11 @@ def network_catalogue() -> dict[str, Scenario]:
         mtu_black_hole,
         nat,
         no_route_host,
+        no_route_host6,
         no_route_net,
         ttl,
     )
 
-    modules = (no_route_host, no_route_net, firewall_drop, firewall_reject, ttl, mtu, mtu_black_hole, nat,
-               dns_nxdomain, dns_servfail, dns_silent, fragments)
+    modules = (no_route_host, no_route_host6, no_route_net, firewall_drop, firewall_reject, ttl, mtu, mtu_black_hole,
+               nat, dns_nxdomain, dns_servfail, dns_silent, fragments)
     return {m.SCENARIO.name: m.SCENARIO for m in modules}

@@ -217,3 +217,19 @@ def test_packet_takes_no_output_files(tmp_path: Path) -> None:
     done = wirestack("read", str(ROOT / "captures" / "smtp.pcapng"), "--packet", "1", "--json", str(tmp_path / "x"))
     assert "takes no --json" in _one_line_error(done)
     assert not (tmp_path / "x").exists()
+
+
+def test_packet_without_scapy_is_one_line(tmp_path: Path) -> None:
+    """A Python that cannot import scapy (here: a broken one first on the path): one line, exit 2; the report
+    itself still reads."""
+    broken = tmp_path / "scapy"
+    broken.mkdir()
+    (broken / "__init__.py").write_text("raise ImportError('no scapy in this Python', name='scapy')\n")
+    env = {"PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}"}
+    capture = str(ROOT / "captures" / "smtp.pcapng")
+    done = subprocess.run([sys.executable, "-m", "wirestack", "read", capture, "--packet", "1"], capture_output=True,
+                          text=True, env={**os.environ, **env}, timeout=60)
+    assert "--packet decodes with scapy, which this Python cannot import (scapy)" in _one_line_error(done)
+    plain = subprocess.run([sys.executable, "-m", "wirestack", "read", capture], capture_output=True, text=True,
+                           env={**os.environ, **env}, timeout=60)
+    assert plain.returncode == 0 and "ConnectionRefusedError" in plain.stdout

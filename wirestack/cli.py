@@ -479,8 +479,10 @@ def _read(args: argparse.Namespace) -> int:
         _no_cycle_collection()
         loaded = load(args.file, peer=args.peer)
         if args.packet:
-            from .output.dissection import SelectionError, dissection_text, selection
+            from .output.dissection import SelectionError, dissection_text, missing_scapy, selection
 
+            if (why := missing_scapy()) is not None:
+                return _fail(why)
             try:
                 ids = selection(args.packet, len(loaded.report.trace.packets))
             except SelectionError as exc:

@@ -43,15 +43,22 @@ def selection(spec: Sequence[str], count: int) -> list[int]:
     return list(out)
 
 
+def missing_scapy() -> str | None:
+    """Why scapy cannot be used here (one line), or None when it can."""
+    try:
+        from scapy.layers import dns, inet, inet6, l2  # noqa: F401  (registers their layers with scapy)
+    except ImportError as exc:
+        return f"--packet decodes with scapy, which this Python cannot import ({exc.name or exc}): pip install scapy"
+    return None
+
+
 def _scapy_layers(p: Packet) -> list[tuple[str, list[tuple[str, str]]]] | str:
     """[(layer name, [(field, value as scapy writes it)])], or why scapy could not decode the frame."""
-    try:
-        from scapy.config import conf
-        from scapy.fields import ConditionalField
-        from scapy.layers import dns, inet, inet6, l2  # noqa: F401  (registers their layers with scapy)
-        from scapy.packet import Raw
-    except ImportError as exc:
-        return f"scapy is not installed ({exc.name}): pip install scapy"
+    from scapy.config import conf
+    from scapy.fields import ConditionalField
+    from scapy.layers import dns, inet, inet6, l2  # noqa: F401  (registers their layers with scapy)
+    from scapy.packet import Raw
+
     cls = conf.l2types.num2layer.get(p.link)
     if cls is None:
         return f"scapy has no decoder for link type {p.link}"

@@ -53,3 +53,17 @@ def test_hostile_items_are_counted_and_left_out() -> None:
     assert [c.op for c in calls] == ["close"] and loader.bad == 9
     assert exception_from({"type": "X", "frames": [{"file": "a", "line": 1, "function": "f"}], "group": [],
                            "fault": None}).type == "X"
+
+
+def test_a_call_recorded_twice_is_one_call() -> None:
+    """The probe records a call once more when a signal's exception cut its callback short (probe._again,
+    _fastpath.c): if the first record had been made after all, the twin (same process, thread, op, socket and
+    times) is dropped, and its probe id maps to the one call, as an exception naming either does."""
+    loader = Loader()
+    fault = ("eai", "socket.gaierror", "[Errno -3] Temporary failure", -3, "EAI_AGAIN", "", "", "")
+    item = ("getaddrinfo", "MainThread", 7, 10, 20, (), 0, fault, None, None, {"host": "h", "port": 80}, None, 1)
+    loader.feed([("call", 1, *item), ("call", 2, *item),
+                 ("call", 3, "getaddrinfo", "MainThread", 7, 10, 21, (), 0, None, None, None, {}, None, 1)])
+    calls, new_id = loader.calls()
+    assert [(c.id, c.end_ns) for c in calls] == [(1, 20), (2, 21)]  # a different end: another call
+    assert new_id == {1: 1, 2: 1, 3: 2}

@@ -21,6 +21,7 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <signal.h>
 #include <frameobject.h>
 #include <pythread.h>
 #include <stddef.h>
@@ -58,6 +59,19 @@ static void give_exception(PyObject *value) { /* steals the reference */
     PyObject *tb = PyException_GetTraceback(value);
     PyErr_Restore(type, value, tb);
 #endif
+}
+
+/* Python's own SIGINT handler (signal.default_int_handler) is the one installed; called with no error set. */
+static int default_sigint(void) {
+    PyObject *m = PyImport_ImportModule("signal");
+    PyObject *h = m != NULL ? PyObject_CallMethod(m, "getsignal", "i", SIGINT) : NULL;
+    PyObject *d = m != NULL ? PyObject_GetAttrString(m, "default_int_handler") : NULL;
+    int same = h != NULL && h == d;
+    Py_XDECREF(h);
+    Py_XDECREF(d);
+    Py_XDECREF(m);
+    PyErr_Clear();
+    return same;
 }
 
 /* A callback of the probe failed: an Exception is the probe's own bug and must not reach the program (it is
@@ -398,7 +412,28 @@ static PyObject *shim_call(PyObject *op, PyObject *const *args, size_t nargsf, P
     if (pack_args(args, nargs, kwnames, &a, &kw) == 0 && (start = PyLong_FromLongLong(start_ns)) != NULL &&
         (end = PyLong_FromLongLong(end_ns)) != NULL) {
         PyObject *cb_args[] = {r != NULL ? r : (value != NULL ? value : Py_None), a, kw, start, end};
-        out = PyObject_Vectorcall(r != NULL ? self->done : self->failed, cb_args, 5, NULL);
+        PyObject *cb = r != NULL ? self->done : self->failed;
+        out = PyObject_Vectorcall(cb, cb_args, 5, NULL);
+        if (out == NULL && !PyErr_ExceptionMatches(PyExc_Exception)) {
+            /* A signal that came while the call ran (Ctrl-C during a getaddrinfo that glibc finishes anyway)
+               raises as the callback starts, before it records anything: its handler has run, so record once
+               more. A duplicate (the signal landing later, inside the callback) has the same thread, op and
+               times: the loader drops it. Then, for Ctrl-C with Python's own handler, the call's outcome goes
+               back and the interrupt is made pending again: Python raises KeyboardInterrupt at its next check,
+               where it would have without the probe (after a caught gaierror, say). Any other handler ran
+               already and is not run twice: its exception goes to the program now. */
+            PyObject *signalled = take_exception();
+            int interrupt = PyErr_GivenExceptionMatches(signalled, PyExc_KeyboardInterrupt);
+            out = PyObject_Vectorcall(cb, cb_args, 5, NULL);
+            if (out == NULL)
+                PyErr_Clear();
+            if (interrupt && default_sigint()) {
+                Py_XDECREF(signalled);
+                PyErr_SetInterruptEx(SIGINT);
+            } else {
+                give_exception(signalled);
+            }
+        }
     }
     Py_XDECREF(out);
     Py_XDECREF(a);

@@ -254,8 +254,16 @@ class Loader:
         raw = sorted(self._raw, key=lambda r: (r.start, r.key))
         new_id: dict[int, int] = {}
         sockets: dict[int, int] = {}
-        out = []
-        for i, r in enumerate(raw, 1):
+        out: list[Call] = []
+        # the probe records a call twice when a signal lands inside its callback (see _fastpath.c shim_call):
+        # one thread cannot make two calls of one op with the same start and end, so the second is the first
+        first: dict[tuple[Any, ...], int] = {}
+        for r in raw:
+            twin = (r.pid, r.tid, r.op, r.start, r.end, r.serial)
+            if twin in first:
+                new_id[r.key] = first[twin]
+                continue
+            i = first[twin] = len(out) + 1
             new_id[r.key] = i
             sock = 0
             if r.serial:

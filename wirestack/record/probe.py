@@ -819,6 +819,16 @@ UNSEEN_RUNTIMES = {  # module -> which calls the probe cannot see (shown in the 
 }
 
 
+def _again(callback: Callable[..., Any], *args: Any) -> None:
+    """The callback was cut short by a signal's exception (its handler has run): record once more. Unlike the C
+    twin, Python code cannot hand the interrupt back to the program's next check (any call it makes after
+    re-arming it is such a check): the signal's exception goes on from here, the call recorded."""
+    try:
+        callback(*args, _time_ns())
+    except BaseException:
+        pass
+
+
 def _python_shim(orig: Callable[..., Any], done: Done, failed: Failed) -> Callable[..., Any]:
     """The wrapper's shape in Python, where the C twin is not built (its frame shows in tracebacks)."""
 
@@ -827,12 +837,21 @@ def _python_shim(orig: Callable[..., Any], done: Done, failed: Failed) -> Callab
         try:
             r = orig(*a, **kw)
         except BaseException as exc:
-            try:
+            try:  # every call from here on is a point where a signal that came meanwhile can raise
                 failed(exc, a, kw or None, start, _time_ns())
             except Exception:
                 pass  # a failure to record never replaces the program's own exception
+            except BaseException:  # a signal's exception, raised meanwhile
+                _again(failed, exc, a, kw or None, start)
+                raise
             raise
-        done(r, a, kw or None, start, _time_ns())
+        try:
+            done(r, a, kw or None, start, _time_ns())
+        except Exception:
+            pass
+        except BaseException:  # Ctrl-C during a call that finished anyway
+            _again(done, r, a, kw or None, start)
+            raise
         return r
 
     return wrapper

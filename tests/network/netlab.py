@@ -78,6 +78,13 @@ while True:
 '''
 
 
+def default_sigint() -> None:
+    """preexec_fn of a process a test will interrupt: SIGINT's default disposition. A CI runner may start the suite
+    with SIGINT ignored (an asynchronous command of a non-interactive shell is), which every child inherits,
+    and Python then never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def python(net: Topology, host: str, code: str, timeout: float = 15) -> dict[str, Any]:
     """Run PRELUDE + CODE with plain python inside HOST; CODE ends with done(main). Its JSON line."""
     proc = net.run(host, [PYTHON, "-I", "-S", "-c", PRELUDE + code], stdout=subprocess.PIPE,

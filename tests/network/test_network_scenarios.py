@@ -219,7 +219,21 @@ def _interpreter_for_nobody() -> str | None:
     return None
 
 
-@pytest.mark.parametrize("name", ["no-route-host", "firewall-drop", "dns-nxdomain"])
+# each scenario's lesson, which it must teach also without root (no kernel layer in a user namespace)
+LESSONS = {"no-route-host": "neighbour.unanswered", "no-route-host6": "neighbour.unanswered",
+           "no-route-net": "route.none", "firewall-drop": "path.stopped", "firewall-reject": "ip.ttl_origin",
+           "ttl": "ip.ttl_origin", "mtu": "path.mtu", "mtu-black-hole": "path.black_hole", "nat": "nat.rewrite",
+           "dns-nxdomain": "dns.tries", "dns-servfail": "dns.tries", "dns-silent": "dns.tries",
+           "fragments": "ip.fragments"}
+
+
+def test_every_network_scenario_has_its_lesson_here() -> None:
+    from wirestack.labs.scenarios import network_catalogue
+
+    assert sorted(LESSONS) == sorted(network_catalogue())
+
+
+@pytest.mark.parametrize("name", sorted(LESSONS))
 def test_as_nobody_in_a_user_namespace(tmp_path: Path, name: str) -> None:
     import sysconfig
 
@@ -242,9 +256,7 @@ def test_as_nobody_in_a_user_namespace(tmp_path: Path, name: str) -> None:
     assert done.returncode == 0, done.stderr
     data = json.loads(report.read_text())
     assert data["capture"]["links"] == LINKS
-    expected = {"no-route-host": "neighbour.unanswered", "firewall-drop": "path.stopped",
-                "dns-nxdomain": "dns.tries"}[name]
-    assert facts(data, expected), sorted(f["kind"] for f in data["facts"])
+    assert facts(data, LESSONS[name]), sorted(f["kind"] for f in data["facts"])
     assert (tmp_path / "r.pcapng").stat().st_uid == 65534
 
 

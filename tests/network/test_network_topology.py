@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from netlab import PYTHON, ROOT, SINK, nothing_left, python, serve  # noqa: F401 (autouse fixture)
+from netlab import PYTHON, ROOT, SINK, default_sigint, nothing_left, python, serve  # noqa: F401 (autouse fixture)
 
 from wirestack.labs.network import End, Host, Link, NetworkError, Rule, Topology, drop, three_hosts
 from wirestack.labs.network.dns import resolv_conf
@@ -223,7 +223,8 @@ with Topology(three_hosts(client_resolv_conf=resolv_conf(["198.51.100.53"]))) as
 
 @pytest.fixture
 def owner() -> Iterator[tuple[subprocess.Popen[str], list[int]]]:
-    proc = subprocess.Popen([PYTHON, "-c", OWNER], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([PYTHON, "-c", OWNER], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_sigint)
     try:
         assert proc.stdout
         line = proc.stdout.readline()
@@ -243,7 +244,7 @@ def test_owner_interrupted_or_killed(owner: tuple[subprocess.Popen[str], list[in
     proc, pids = owner
     time.sleep(0.1)
     os.kill(proc.pid, sig)
-    proc.wait(15)  # teardown is ~0.3 s alone; generous for a loaded 2-core machine
+    proc.wait(5)
     deadline = time.monotonic() + 2
     while any(_alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.02)

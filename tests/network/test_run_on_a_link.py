@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from netlab import ROOT, SINK, dns_server, frames, nothing_left, serve  # noqa: F401  (nothing_left: autouse)
+from netlab import ROOT, SINK, default_sigint, dns_server, frames, nothing_left, serve  # noqa: F401
 
 from wirestack.labs.network import Topology, three_hosts
 from wirestack.labs.network.dns import resolv_conf
@@ -155,12 +155,12 @@ def test_ctrl_c_during_a_lookup_keeps_the_lookup(tmp_path: Path, pure: bool) -> 
     with Topology(layout) as net:
         dns = dns_server(net, "silent", DNS)
         plain = net.run("client", [sys.executable, "-I", str(script)], stdout=subprocess.PIPE,
-                        stderr=subprocess.PIPE, text=True)
+                        stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
         plain_out, plain_err = plain.communicate(timeout=30)
         traced = net.run("client", [sys.executable, "-m", "wirestack", "run", "-i", "client-eth0", "-w", str(pcap),
                                     "--json", str(report), "--no-color", str(script)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
-                         env=env, cwd=tmp_path)
+                         env=env, cwd=tmp_path, preexec_fn=default_sigint)
         out, err = traced.communicate(timeout=120)
         dns.terminate()
         dns.communicate(timeout=5)

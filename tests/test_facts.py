@@ -520,3 +520,19 @@ def test_small_helpers() -> None:
     assert layer_of("/usr/lib/python3.11/socket.py") == TRANSPORT
     assert layer_of("/usr/lib/python3.11/smtplib.py") == MODULE
     assert layer_of("/home/me/client.py") == PROGRAM and layer_of("<stdin>") == PROGRAM
+
+
+def test_the_mss_clause_only_when_the_announced_mss_allows_too_big_packets() -> None:
+    """path.mtu says what the handshake announced only when the data supports the lesson: an MSS of 1460 allows
+    1500-byte packets over a 1000-byte MTU; a server that announced 960 (its own link's MTU is 1000) leaves
+    nothing to say; over IPv6 the headers take 60 bytes."""
+    def said(mss: tuple[tuple[int, str, int], ...], sender: str = "192.0.2.10") -> str:
+        fact = F.PathMtu(sender=(sender, 40000), target=("198.51.100.10", 80), reporter="192.0.2.1", mtu=1000,
+                         icmp=(10,), big=3, largest=1500, df=True, mss=mss, time_ns=0)
+        return sentence(fact, Words({}))
+
+    assert "the handshake announced MSS 1460 (SYN #3) and 1460 (SYN/ACK #6), which allows IP packets of 1500" \
+        in said(((3, "SYN", 1460), (6, "SYN/ACK", 1460)))
+    assert "MSS" not in said(((3, "SYN", 1460), (6, "SYN/ACK", 960)))
+    assert "MSS" not in said(())
+    assert "allows IP packets of 1020 bytes" in said(((3, "SYN", 960),), sender="2001:db8:1::10")

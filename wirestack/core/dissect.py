@@ -209,8 +209,7 @@ class TcpOptions:
     malformed: bool = False  # an option ran past the header: what precedes it is kept
 
     def __bool__(self) -> bool:
-        return (self.mss is not None or self.wscale is not None or self.sack_permitted or bool(self.sack)
-                or self.timestamps is not None or bool(self.other) or self.malformed)
+        return self != _EMPTY
 
 
 def _tcp_header(p: Packet) -> tuple[int, int] | None:

@@ -636,12 +636,12 @@ def _mss_text(mss: Sequence[tuple[int, str, int]], v6: bool, too_big: int) -> st
     """'; the handshake announced MSS 1460 (SYN #3) and 1460 (SYN/ACK #6): ...', when the smaller of them allows
     IP packets of `too_big` bytes or more (the MSS counts the data; IP and TCP headers add at least 40 bytes, 60
     over IPv6)."""
-    if not mss or min(m for _, _, m in mss) + (60 if v6 else 40) < too_big:
+    allows = min((m for _, _, m in mss), default=0) + (60 if v6 else 40)
+    if not mss or allows < too_big:
         return ""
     said = " and ".join(f"{m} ({name} #{p})" for p, name, m in mss)
-    return (f"; the handshake announced MSS {said}, which allows IP packets of "
-            f"{min(m for _, _, m in mss) + (60 if v6 else 40)} bytes: an MSS says what an end will receive, and "
-            "nothing in the handshake tells of a smaller MTU on the path")
+    return (f"; the handshake announced MSS {said}, which allows IP packets of {allows} bytes: an MSS says what "
+            "an end will receive, and nothing in the handshake tells of a smaller MTU on the path")
 
 
 def _unseen(f: F.PeerUnseen, w: Words) -> str:

@@ -25,6 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..core.chains import chain
+from ..core.companions import lookup
 from ..core.dissect import TcpOptions, arp_sender_mac, tcp_options, tcp_options_text
 from ..core.errnos import key
 from ..core.kernel import addr as kernel_addr
@@ -142,11 +143,8 @@ def icmp_name(p: Packet) -> str:
     kind, body = p.icmp[0], p.payload  # body: what follows type, code and checksum
     info = (_ICMP6_INFO if p.proto == "ICMPv6" else _ICMP4_INFO).get(kind)
     if info is not None:
-        if p.proto == "ICMPv6" and kind in (135, 136, 137) and len(body) >= 20:
-            import ipaddress
-
-            return f"{info} for {ipaddress.IPv6Address(bytes(body[4:20]))}"
-        return info
+        found = lookup(p)  # neighbour discovery: the address asked for, or answered for
+        return f"{info} for {found.target if found.request else found.asker}" if found else info
     named = meaning(p)
     if named.startswith("type "):
         return ""

@@ -191,3 +191,112 @@ def test_a_long_analysis_shows_its_progress_on_a_terminal_only(workdir: Path) ->
     quiet = subprocess.run([sys.executable, "-m", "wirestack", "run", "--no-pcap", "many.py"], cwd=workdir,
                            capture_output=True, text=True)
     assert "wirestack: pairing" not in quiet.stderr and "Ctrl-C saves" not in quiet.stderr  # not a terminal
+
+
+# A large run's pcapng is written by a forked copy of wirestack beside the facts and the JSON
+# (commands.pipeline._Aside)
+
+
+def _children_of(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+@pytest.mark.capture
+def test_the_pcapng_written_beside_the_facts_is_whole_and_annotated(workdir: Path) -> None:
+    (workdir / "many.py").write_text(PROGRAM)
+    done = subprocess.run([sys.executable, "-m", "wirestack", "run", "-w", "big.pcapng", "--json", "big.json",
+                           "many.py"], cwd=workdir, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    port = int(done.stdout.split()[1])
+    assert done.stderr.count("wirestack: wrote big.pcapng") == 1
+    report = json.loads((workdir / "big.json").read_text())
+    rows = _tshark_rows(workdir / "big.pcapng", ["frame.number", "tcp.srcport", "tcp.dstport", "frame.comment"])
+    assert len(report["packets"]) == len(rows) == 2 * CONNECTS
+    assert all(str(port) in (r[1], r[2]) for r in rows)
+    syns = [r for r in rows if r[2] == str(port)]
+    assert len(syns) == CONNECTS and all("op=connect_ex" in r[3] and "role=sent" in r[3] for r in syns)
+    assert sum(1 for c in report["calls"] if c["op"] == "connect_ex") == CONNECTS
+    assert not [p for p in workdir.iterdir() if "wirestack-" in p.name]
+
+
+@pytest.mark.capture
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_while_the_pcapng_is_written_beside_saves_the_recording(sig: int, code: int,
+                                                                         workdir: Path) -> None:
+    (workdir / "many.py").write_text(PROGRAM)
+    proc = subprocess.Popen([sys.executable, "-m", "wirestack", "run", "-w", "big.pcapng", "--json", "big.json",
+                             "many.py"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=workdir,
+                            env={**os.environ, "WIRESTACK_PAUSE_AT": "aside"})
+    assert proc.stderr is not None and proc.stdout is not None
+    port = int(proc.stdout.readline().split()[1])
+    line = proc.stderr.readline()
+    while line and "pausing at aside" not in line:
+        line = proc.stderr.readline()
+    assert line, "never reached the pcapng written beside"
+    writers = _children_of(proc.pid)
+    assert writers, "no process writes the pcapng"
+    sent = time.monotonic()
+    proc.send_signal(sig)  # the copy is paused for a second before it writes: its file is not complete
+    _, err = proc.communicate(timeout=30)
+    assert time.monotonic() - sent < 1.0, "the signal was not answered within a second"
+    assert proc.returncode == code, err
+    assert "Traceback" not in err and "saving the recording unanalysed" in err
+    assert not (workdir / "big.json").exists()
+    assert not [p for p in workdir.iterdir() if "wirestack-" in p.name]  # no temporary file left
+    assert not [w for w in writers if Path(f"/proc/{w}").exists()]  # and the copy is gone
+    rows = _tshark_rows(workdir / "big.pcapng", ["tcp.srcport", "tcp.dstport"])
+    assert len(rows) == 2 * CONNECTS and all(str(port) in r for r in rows)
+    done = subprocess.run([sys.executable, "-m", "wirestack", "read", "big.pcapng", "--json", "-"], cwd=workdir,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert len([f for f in json.loads(done.stdout)["facts"] if f["kind"] == "tcp.refused"]) == CONNECTS
+
+
+@pytest.mark.capture
+def test_a_signal_at_any_point_of_the_writing_leaves_whole_files_only(workdir: Path) -> None:
+    """While the JSON is written here and the pcapng beside it (finished or not, whichever the timing gives):
+    the pcapng is whole (annotated, or the recording unanalysed), the JSON absent, no temporary file left."""
+    (workdir / "many.py").write_text(PROGRAM)
+    proc = subprocess.Popen([sys.executable, "-m", "wirestack", "run", "-w", "big.pcapng", "--json", "big.json",
+                             "many.py"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=workdir,
+                            env={**os.environ, "WIRESTACK_PAUSE_AT": "write"})
+    assert proc.stderr is not None
+    line = proc.stderr.readline()
+    while line and "pausing at write" not in line:
+        line = proc.stderr.readline()
+    assert line
+    time.sleep(1.2)  # past the pause: the JSON is being written
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert ("big.pcapng is complete" in err) != ("saving the recording unanalysed" in err), err
+    assert not (workdir / "big.json").exists()
+    assert not [p for p in workdir.iterdir() if "wirestack-" in p.name]
+    assert len(_tshark_rows(workdir / "big.pcapng", ["frame.number"])) == 2 * CONNECTS
+
+
+@pytest.mark.capture
+def test_a_full_disk_under_the_pcapng_written_beside_is_one_line(workdir: Path) -> None:
+    """A real file system that fills up (a 1 MiB tmpfs) under the pcapng; the JSON beside it is written."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    small = workdir / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)], check=True)
+    try:
+        (workdir / "many.py").write_text(PROGRAM)
+        done = subprocess.run([sys.executable, "-m", "wirestack", "run", "-w", str(small / "big.pcapng"),
+                               "--json", "big.json", "many.py"], cwd=workdir, capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 2, done.stderr
+        assert "Traceback" not in done.stderr
+        lines = [ln for ln in done.stderr.splitlines() if "big.pcapng" in ln]
+        assert len(lines) == 1 and "No space left on device" in lines[0], done.stderr
+        assert os.listdir(small) == []  # nothing half-written
+        report = json.loads((workdir / "big.json").read_text())
+        assert len(report["packets"]) == 2 * CONNECTS
+    finally:
+        subprocess.run(["umount", str(small)], check=False)

@@ -87,14 +87,43 @@ def _picture_options(p: argparse.ArgumentParser) -> None:
 RUN_USAGE = "wirestack run [OPTIONS] (SCRIPT | -m MODULE | -c CODE) [ARGS...]"
 
 
-def _parser() -> argparse.ArgumentParser:
-    from .labs.scenarios import catalogue
+# commands whose parser needs nothing else: `wirestack run` and `read` build only their own (the others bring the
+# scenario catalogue and the shell in, a tenth of a second of imports before the program can start)
+_ALONE = ("run", "read", "wireshark")
 
+
+def _parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command line's parser; for a command of `_ALONE`, only that command's."""
+    alone = command if command in _ALONE else None
     parser = _Parser(prog="wirestack", description="See the network stack by breaking it: the traceback of a "
                      "failing Python client, lined up with the packets the kernel put on the wire.")
     parser.add_argument("--version", action="version", version=f"wirestack {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    sub.add_parser("list", help="list the scenarios")
+    if alone is None:
+        sub.add_parser("list", help="list the scenarios")
+    if alone in (None, "run"):
+        _run_parser(sub)
+    if alone is None:
+        from .commands.shell import add_parser as add_shell
+
+        add_shell(sub, _capture_option)
+    if alone in (None, "read"):
+        _read_parser(sub)
+    if alone in (None, "wireshark"):
+        _wireshark_parser(sub)
+    if alone is None:
+        from .labs.scenarios import catalogue
+
+        for scenario in catalogue().values():
+            p = sub.add_parser(scenario.name, help=scenario.lesson, description=scenario.lesson)
+            p.add_argument("--host", default=None, help=f"host to connect to (default {scenario.default_host})")
+            port_default = scenario.default_port if scenario.default_port is not None else "the peer's ephemeral port"
+            p.add_argument("--port", type=_port, default=None, help=f"port (default {port_default})")
+            _output_options(p)
+    return parser
+
+
+def _run_parser(sub: Any) -> None:
     run = sub.add_parser("run", help="run a Python program traced and captured", usage=RUN_USAGE,
                          description="Run a Python program as `python` would (argv, __main__, stdio, exit status), "
                          "with its socket calls recorded and its packets captured. The report goes to stderr.")
@@ -105,9 +134,9 @@ def _parser() -> argparse.ArgumentParser:
                      "wirestack's own)")
     run.add_argument("--duration", "--timeout", dest="timeout", type=float, default=None, metavar="SECONDS",
                      help="stop the program after this many seconds (SIGINT, then SIGTERM, then SIGKILL)")
-    from .commands.shell import add_parser as add_shell
 
-    add_shell(sub, _capture_option)
+
+def _read_parser(sub: Any) -> None:
     read = sub.add_parser("read", help="the report of a capture file: wirestack's own, or any pcap/pcapng",
                           description="Render the report stored in a wirestack pcapng (the same text and JSON as "
                           "the live run; no root, nothing re-run), or what the wire alone shows for any other "
@@ -124,6 +153,9 @@ def _parser() -> argparse.ArgumentParser:
     read.add_argument("--no-color", action="store_true", help="no colours (also: NO_COLOR, or not a terminal)")
     read.add_argument("--width", type=_width, default=None, help="columns for the report")
     _picture_options(read)
+
+
+def _wireshark_parser(sub: Any) -> None:
     shark = sub.add_parser("wireshark", help="the Lua dissector that makes wirestack.* fields filterable",
                            description="wirestack's packet comments carry key=value pairs; its Lua post-dissector "
                            "turns them into the fields wirestack.call, .op, .role, .errno, .errname, .socket, "
@@ -131,13 +163,6 @@ def _parser() -> argparse.ArgumentParser:
     what = shark.add_mutually_exclusive_group(required=True)
     what.add_argument("--path", action="store_true", help="print the path of the Lua dissector")
     what.add_argument("--install", action="store_true", help="copy it to your personal Wireshark plugin folder")
-    for scenario in catalogue().values():
-        p = sub.add_parser(scenario.name, help=scenario.lesson, description=scenario.lesson)
-        p.add_argument("--host", default=None, help=f"host to connect to (default {scenario.default_host})")
-        port_default = scenario.default_port if scenario.default_port is not None else "the peer's ephemeral port"
-        p.add_argument("--port", type=_port, default=None, help=f"port (default {port_default})")
-        _output_options(p)
-    return parser
 
 
 # run's options that take a value
@@ -178,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         options, program = split_run_argv(argv[1:])
         argv = ["run", *options]
     try:
-        args = _parser().parse_args(argv)
+        args = _parser(argv[0] if argv else None).parse_args(argv)
     except UsageError as exc:
         return _fail(f"{exc} (see wirestack --help)")
     if args.command is None:
@@ -225,6 +250,15 @@ def _limits(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def _warm(args: argparse.Namespace) -> Callable[[], None]:
+    """The analysis' imports, made while the program runs (see `commands.pipeline.preload`)."""
+    from functools import partial
+
+    from .commands.pipeline import preload
+
+    return partial(preload, bool(args.json))
+
+
 def _run_scenario(args: argparse.Namespace) -> int:
     from contextlib import AbstractContextManager, nullcontext
 
@@ -261,7 +295,7 @@ def _run_scenario(args: argparse.Namespace) -> int:
             width = columns(sys.stderr.fileno()) if live_status else 80
             with Live(Watch(port), err, scenario.name, status=live_status, columns=width) as live:
                 return run_traced(scenario.client(host, port), args.interface, timeout=scenario.limit,
-                                  on_frame=live.on_frame, spool=spool, **_limits(args))
+                                  on_frame=live.on_frame, spool=spool, warm=_warm(args), **_limits(args))
 
     return _execute(args, runner, scenario.name)
 
@@ -292,7 +326,8 @@ def _run_program(args: argparse.Namespace, program: list[str]) -> int:
     def runner(spool: Spool | None) -> Recording:
         from .record.runner import run_traced
 
-        return run_traced(client, args.interface, timeout=args.timeout, user=user, spool=spool, **_limits(args))
+        return run_traced(client, args.interface, timeout=args.timeout, user=user, spool=spool, warm=_warm(args),
+                          **_limits(args))
 
     return _execute(args, runner, stem, program=True)
 

@@ -20,10 +20,23 @@ from .model import Call, KernelEvent, Packet, Trace
 
 
 @dataclass(frozen=True)
-class Report:
+class Linked:
+    """A trace with its pairing and its kernel layer joined: all that the pcapng needs (no facts yet)."""
+
     trace: Trace
     alignment: Alignment
     kernel: KernelView
+
+    @cached_property
+    def _events(self) -> dict[int, KernelEvent]:
+        return {e.id: e for e in self.trace.kernel}
+
+    def event(self, kid: int) -> KernelEvent:
+        return self._events[kid]
+
+
+@dataclass(frozen=True)
+class Report(Linked):
     explanation: Explanation
 
     @property
@@ -46,17 +59,20 @@ class Report:
     def packet(self, pid: int) -> Packet:
         return self._packets[pid]
 
-    @cached_property
-    def _events(self) -> dict[int, KernelEvent]:
-        return {e.id: e for e in self.trace.kernel}
-
-    def event(self, kid: int) -> KernelEvent:
-        return self._events[kid]
-
 
 def build_report(trace: Trace, alignment: Alignment | None = None) -> Report:
     """`alignment`: the trace's own, when the caller has it already (`record.assemble`)."""
+    return explained(link_trace(trace, alignment))
+
+
+def link_trace(trace: Trace, alignment: Alignment | None = None) -> Linked:
+    """The pairing (unless given) and the kernel layer's join: the first half of `build_report`."""
     own = own_link(trace)  # a capture on several links: the program's own (see core.paths)
     alignment = alignment if alignment is not None else align(trace.calls, own)
     kernel = link(trace.kernel, trace.calls, own, alignment) if trace.kernel else KernelView()
-    return Report(trace, alignment, kernel, explain(trace, alignment, kernel))
+    return Linked(trace, alignment, kernel)
+
+
+def explained(base: Linked) -> Report:
+    """The facts: the second half of `build_report`."""
+    return Report(base.trace, base.alignment, base.kernel, explain(base.trace, base.alignment, base.kernel))

@@ -18,20 +18,25 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ..output import files
 from ..output.files import OutputError, Target
 from ..record.runner import Recording, Stop
 from ..record.spool import Spool
-from ..report import Report
+
+if TYPE_CHECKING:
+    from ..report import Report
 
 SHOW_AFTER = 1.0  # seconds a phase runs before it is shown
+BESIDE_OVER = 5000  # packets + calls above which the pcapng is written by a copy of this process (see _Aside)
 
 
 @dataclass
@@ -121,6 +126,8 @@ _saving = False
 
 def _on_signal(signum: int, _frame: object) -> None:
     if _saving:  # a second signal while the recording is saved: go now, leaving nothing half-written
+        for pid in _asides:
+            _end_aside(pid)
         files.abandon()
         os._exit(128 + signum)
     raise Stop(signum)
@@ -131,6 +138,17 @@ def answer_signals() -> None:
         signal.signal(sig, _on_signal)
 
 
+def preload(json: bool = False) -> None:
+    """Import what the analysis needs (a tenth of a second): called while the program runs (see
+    `record.runner.run_traced`'s `warm`), so the command does not wait for it afterwards."""
+    from .. import report  # noqa: F401
+    from ..output import annotate, renderers, text  # noqa: F401
+    from ..record import assemble, tshark  # noqa: F401
+
+    if json:
+        from ..output import json as _json  # noqa: F401
+
+
 def analyse(recording: Recording, outputs: Outputs, phases: Phases, with_app_layer: Callable[[Any], Any],
             force: bool, pending: int = 0) -> Result:
     """Analyse and write, answering signals as the module docstring says. `pending`: a signal that came while
@@ -139,7 +157,7 @@ def analyse(recording: Recording, outputs: Outputs, phases: Phases, with_app_lay
     from ..output.renderers import by_name, render_bytes
     from ..record.assemble import assemble
     from ..record.runner import deferred_signal
-    from ..report import build_report
+    from ..report import explained, link_trace
 
     global _saving
     answer_signals()  # from now on a signal stops the analysis
@@ -147,6 +165,7 @@ def analyse(recording: Recording, outputs: Outputs, phases: Phases, with_app_lay
     result = Result()
     ticker = _ticker(phases)
     pcap_done = False
+    aside: _Aside | None = None
     try:
         if pending:
             raise Stop(pending)
@@ -158,8 +177,14 @@ def analyse(recording: Recording, outputs: Outputs, phases: Phases, with_app_lay
         # tshark (a process of its own) labels the application layer while the facts are derived here: no fact
         # reads its labels, they are only shown, so the report takes the labelled packets afterwards
         labelling = _Background(with_app_layer, trace)
+        # a large run's pcapng (which needs no facts) is written by a forked copy of this process as soon as the
+        # labels are in, beside the facts and the JSON: on 2 cores, one phase less to wait for
+        beside = outputs.pcap is not None and len(trace.packets) + len(trace.calls) > BESIDE_OVER
         with phases.phase("facts", f"{len(trace.packets):,} packets, {len(trace.calls):,} calls"):
-            report = build_report(trace, alignment)
+            base = link_trace(trace, alignment)
+            if beside and outputs.pcap is not None and labelling.done():
+                aside = _Aside(outputs.pcap, partial(blocks, replace(base, trace=labelling.result())))
+            report = explained(base)
         check_facts(report)
         with phases.phase("application layer", "(tshark)"):
             report = replace(report, trace=labelling.result())
@@ -167,8 +192,10 @@ def analyse(recording: Recording, outputs: Outputs, phases: Phases, with_app_lay
         from ..record.runner import pause_for_tests
 
         pause_for_tests("write")
+        if beside and outputs.pcap is not None and aside is None:
+            aside = _Aside(outputs.pcap, partial(blocks, report))
         jobs: list[tuple[Target, str]] = []
-        if outputs.pcap is not None:
+        if outputs.pcap is not None and aside is None:
             jobs.append((outputs.pcap, "pcapng"))
         if outputs.json is not None:
             jobs.append((outputs.json, "json"))
@@ -188,7 +215,19 @@ def analyse(recording: Recording, outputs: Outputs, phases: Phases, with_app_lay
                     result.written.append(target.path)
                 except OutputError as exc:
                     result.error = result.error or str(exc)
+        if aside is not None:
+            with phases.phase("writing", str(aside.target.path)):
+                try:
+                    aside.wait()
+                    pcap_done = True
+                    result.written.append(aside.target.path)
+                except OutputError as exc:
+                    result.error = result.error or str(exc)
     except Stop as stop:
+        if aside is not None and aside.settle():  # the pcapng written beside was complete: it stays
+            pcap_done = True
+            assert outputs.pcap is not None
+            result.written.append(outputs.pcap.path)
         _saving = True
         result.signum = stop.signum
         phases.live = False
@@ -211,10 +250,108 @@ def analyse(recording: Recording, outputs: Outputs, phases: Phases, with_app_lay
             phases.err.write(f"wirestack: interrupted (signal {stop.signum}): nothing saved (--no-pcap)\n")
         _saving = False
     finally:
+        if aside is not None:
+            aside.cancel()
         ticker.set()
         phases.close()
         outputs.close()
     return result
+
+
+class _Aside:
+    """A file written by a forked copy of this process while this one goes on (the facts, the JSON, the text):
+    the pcapng of 10,000 refused connects takes 0.8 s, as long as the facts. The temporary file is made, named
+    or removed here (`output.files`); the copy only fills it and exits. If this process is interrupted, the copy
+    is killed and its file removed, unless it had finished."""
+
+    def __init__(self, target: Target, chunks: Callable[[], Iterator[bytes]]) -> None:
+        import warnings
+
+        self.target = target
+        self.tmp = target.begin()
+        self.errors, w = os.pipe()
+        for stream in (sys.stdout, sys.stderr):  # nothing buffered here is written twice
+            stream.flush()
+        with warnings.catch_warnings():  # 3.12+ warns of fork beside the progress thread: the copy takes no lock
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self.pid = os.fork()
+        if self.pid == 0:
+            _fill_and_exit(self.tmp.fd, chunks, w)
+        os.close(w)
+        _asides.append(self.pid)
+
+    def wait(self) -> None:
+        """Until the copy is done; then the file gets its name, or OutputError says why not."""
+        _, status = os.waitpid(self.pid, 0)  # a signal's Stop comes through here: see settle
+        self._ended(status)
+
+    def settle(self) -> bool:
+        """After an interruption: True if the copy had already written the whole file (which then stays);
+        else it is killed and its file removed."""
+        if not self.pid:
+            return False
+        done, status = os.waitpid(self.pid, os.WNOHANG)
+        if done:
+            try:
+                self._ended(status)
+                return True
+            except OutputError:
+                return False
+        self.cancel()
+        return False
+
+    def _ended(self, status: int) -> None:
+        _asides.remove(self.pid)
+        self.pid = 0
+        said = os.read(self.errors, 64)
+        os.close(self.errors)
+        code = os.waitstatus_to_exitcode(status)
+        error = None
+        if code:
+            number = int(said) if said.isdigit() else 0
+            error = OSError(number, os.strerror(number) if number else f"its writer ended with status {code}")
+        self.target.finish(self.tmp, error)
+
+    def cancel(self) -> None:
+        if not self.pid:
+            return
+        _end_aside(self.pid)
+        _asides.remove(self.pid)
+        self.pid = 0
+        os.close(self.errors)
+        try:
+            self.target.finish(self.tmp, OSError(0, "interrupted"))
+        except OutputError:
+            pass  # removed, as intended
+
+
+_asides: list[int] = []  # copies writing a file (see _Aside), ended with wirestack on a second signal
+
+
+def _end_aside(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):
+        pass
+
+
+def _fill_and_exit(fd: int, chunks: Callable[[], Iterator[bytes]], errors: int) -> None:
+    """In the copy: fill the file, say which errno stopped it (if any), exit without running anything else."""
+    code = 3
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C reaches the group: the parent answers
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        from ..record.runner import pause_for_tests
+
+        pause_for_tests("aside")
+        files.fill(fd, chunks())
+        code = 0
+    except OSError as exc:
+        os.write(errors, str(exc.errno or 0).encode())
+        code = 1
+    finally:
+        os._exit(code)
 
 
 class FactsDisagree(Exception):
@@ -268,6 +405,9 @@ class _Background:
             self._value = fn(arg)
         except BaseException as exc:  # handed to the caller
             self._error = exc
+
+    def done(self) -> bool:
+        return not self._thread.is_alive()
 
     def result(self) -> Any:
         while self._thread.is_alive():  # in short waits: a signal is answered meanwhile

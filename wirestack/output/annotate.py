@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from .._version import __version__
 from ..formats import archive, pcapng
 from ..model import ERRNO, Call, Trace
-from ..report import Report
+from ..report import Linked, Report
 from .sanitize import clean
 from .text import describe_event, outcome
 
@@ -97,7 +97,7 @@ def interfaces(trace: Trace) -> list[tuple[str, str]]:
     return out
 
 
-def blocks(report: Report, snaplen: int = 262144) -> Iterator[bytes]:
+def blocks(report: Linked, snaplen: int = 262144) -> Iterator[bytes]:
     """The annotated pcapng, block by block: section header (carrying the trace, see `formats.archive`),
     interface, then one enhanced packet block per packet with its comments."""
     trace = report.trace

@@ -126,6 +126,31 @@ class Target:
         finally:
             self.close()
 
+    def begin(self) -> Temporary:
+        """The temporary file to fill elsewhere (`fill`, in another process), then `finish`."""
+        if self._dir is None:
+            self.open_folder()
+        assert self._dir is not None
+        tmp = Temporary(self._dir, self.path)
+        _current.append(tmp)
+        return tmp
+
+    def finish(self, tmp: Temporary, error: OSError | None) -> None:
+        """Give the filled file its name, or (`error`: what filling it met) remove it and raise OutputError."""
+        try:
+            if error is not None:
+                raise error
+            tmp.commit(self.force)
+        except OSError as exc:
+            tmp.discard()
+            raise write_error(self.path, exc) from None
+        except BaseException:
+            tmp.discard()
+            raise
+        finally:
+            _current.remove(tmp)
+            self.close()
+
 
 class Temporary:
     """A file being written: created O_EXCL in the open folder, removed unless `commit` gave it its name."""
@@ -185,19 +210,28 @@ def _write_in(dir_fd: int, path: Path, chunks: Iterable[bytes], force: bool) -> 
     tmp = Temporary(dir_fd, path)
     _current.append(tmp)
     try:
-        with os.fdopen(os.dup(tmp.fd), "wb", buffering=1 << 20) as out:
-            for chunk in chunks:
-                out.write(chunk)
+        fill(tmp.fd, chunks)
         tmp.commit(force)
     except OSError as exc:
         tmp.discard()
-        hint = ": free some space or write elsewhere (-w/--json)" if exc.errno == 28 else ""  # ENOSPC
-        raise OutputError(f"cannot write {path}: {exc.strerror}{hint} (nothing was left half-written)") from None
+        raise write_error(path, exc) from None
     except BaseException:
         tmp.discard()
         raise
     finally:
         _current.remove(tmp)
+
+
+def fill(fd: int, chunks: Iterable[bytes]) -> None:
+    """Write `chunks` to the open file `fd` (a `Temporary`'s), in large buffers."""
+    with os.fdopen(os.dup(fd), "wb", buffering=1 << 20) as out:
+        for chunk in chunks:
+            out.write(chunk)
+
+
+def write_error(path: Path, exc: OSError) -> OutputError:
+    hint = ": free some space or write elsewhere (-w/--json)" if exc.errno == 28 else ""  # ENOSPC
+    return OutputError(f"cannot write {path}: {exc.strerror}{hint} (nothing was left half-written)")
 
 
 def write(path: Path, chunks: Iterable[bytes], force: bool = False, create_folder: bool = False) -> None:

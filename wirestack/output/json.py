@@ -165,7 +165,10 @@ BATCH = 2000  # list items encoded at once when streaming: the C encoder's speed
 def chunks(report: Report) -> Iterator[str]:
     """The compact JSON text in pieces, never the whole document in memory: each long list is encoded
     `BATCH` items at a time."""
-    dumps = json.dumps
+    # compact separators and no cycle check (the data is fresh lists and dicts, shared only as read-only
+    # leaves): a fifth less time in the C encoder; ASCII escapes stay (a lone surrogate from a hostile name
+    # could not be encoded otherwise)
+    dumps = json.JSONEncoder(check_circular=False, separators=(",", ":")).encode
     yield "{"
     for i, (key, value) in enumerate(_sections(report)):
         yield ("," if i else "") + dumps(key) + ":"

@@ -13,10 +13,12 @@ drain) whose order matters.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import marshal
 import os
 import pwd
+import py_compile
 import select
 import shlex
 import shutil
@@ -111,8 +113,8 @@ def deferred_signal() -> int:
 
 def pause_for_tests(phase: str) -> None:
     """Fault injection for the hardening tests: with WIRESTACK_PAUSE_AT=PHASE ("setup", "drain", "write",
-    "analyse") wirestack says so on stderr and waits a second at that point, so a test can deliver a signal
-    exactly then."""
+    "analyse"; "aside": the copy writing a large run's pcapng, before it starts) wirestack says so on stderr
+    and waits a second at that point, so a test can deliver a signal exactly then."""
     if os.environ.get("WIRESTACK_PAUSE_AT") == phase:
         sys.stderr.write(f"wirestack: pausing at {phase} (WIRESTACK_PAUSE_AT)\n")
         sys.stderr.flush()
@@ -192,8 +194,7 @@ class Hook:
         self.hook = self.folder / "hook"
         package = self.hook / "_wirestack_probe"
         package.mkdir(parents=True)
-        for name in PROBE_MODULES:
-            (package / f"{name}.py").write_text((PACKAGE_DIR / f"{name}.py").read_text())
+        _copy_probe(package, info)
         (package / "__init__.py").write_text("")
         from .bootstrap import SITECUSTOMIZE
 
@@ -217,6 +218,31 @@ class Hook:
     def remove(self) -> None:
         self.listener.close()
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _copy_probe(package: Path, info: PythonInfo) -> None:
+    """The probe's modules, with their compiled copies where wirestack's install has them (a fresh folder has no
+    `__pycache__`: each run compiled the probe again, 20 ms of the program's start). The sources keep their
+    mtime, so the copies stay valid for the interpreter that checks them; one that finds none compiles them."""
+    cache = PACKAGE_DIR / "__pycache__"
+    own = tuple(info.version[:2]) == tuple(sys.version_info[:2]) and not sys.dont_write_bytecode
+    for name in PROBE_MODULES:
+        source = PACKAGE_DIR / f"{name}.py"
+        shutil.copy2(source, package / source.name)
+        if own:  # as importing it would: compiled once into wirestack's own cache, if that can be written
+            compiled = Path(importlib.util.cache_from_source(str(source)))
+            if not compiled.is_file():
+                try:
+                    py_compile.compile(str(source), cfile=str(compiled), doraise=True)
+                except (OSError, py_compile.PyCompileError):
+                    pass
+    if not cache.is_dir():
+        return
+    into = package / "__pycache__"
+    for name in PROBE_MODULES:
+        for compiled in cache.glob(f"{name}.*.pyc"):
+            into.mkdir(exist_ok=True)
+            shutil.copyfile(compiled, into / compiled.name)
 
 
 def _fastpath_for(info: PythonInfo) -> str | None:
@@ -311,12 +337,14 @@ class Reader(threading.Thread):
 def run_traced(client: Client, interface: str = "lo", timeout: float | None = 120.0,
                on_frame: OnFrame | None = None, user: tuple[int, int] | None = None, kernel: bool = True,
                snaplen: int = SNAPLEN, max_packets: int = MAX_PACKETS, source: str | FrameSource = "auto",
-               spool: Spool | None = None, max_calls: int = MAX_CALLS) -> Recording:
+               spool: Spool | None = None, max_calls: int = MAX_CALLS,
+               warm: Callable[[], None] | None = None) -> Recording:
     """Capture on `interface` while `client` runs under the probe; return everything recorded.
     `on_frame(time_ns, raw)` is called for each frame as it is captured (live progress; all traffic on the
     interface, so filter before showing). `user` (uid, gid): run the client as that user. Raises
     `Interrupted` (holding the recording) when SIGINT/SIGTERM stopped it. `spool`: the frames also go to disk
-    as they are read (see `spool`)."""
+    as they are read (see `spool`). `warm()`: run in a thread of its own while the program does (the imports
+    the analysis needs), done before this returns."""
     info = python_info(client.python, user)
     if info.version[:2] < MIN_PYTHON:
         shown = ".".join(map(str, info.version))
@@ -342,11 +370,15 @@ def run_traced(client: Client, interface: str = "lo", timeout: float | None = 12
     reader.start()
     reaper = Reaper()
     left: set[int] = set()
+    warming: threading.Thread | None = None
     try:
         try:
             pause_for_tests("setup")
             child = _spawn(client, hook, user)
             pid = child.pid
+            if warm is not None:
+                warming = threading.Thread(target=_quietly, args=(warm,), name="wirestack-warm", daemon=True)
+                warming.start()
             try:
                 if deferred_signal():
                     raise Stop(_deferred.pop())
@@ -377,6 +409,8 @@ def run_traced(client: Client, interface: str = "lo", timeout: float | None = 12
     finally:
         reaper.close()
         hook.remove()
+        if warming is not None:
+            warming.join()  # imports are not left running in a thread when the caller goes on
     notes = list(kernel_notes)
     if left:
         shown = ", ".join(map(str, sorted(left)[:10])) + (", ..." if len(left) > 10 else "")
@@ -414,6 +448,13 @@ def run_traced(client: Client, interface: str = "lo", timeout: float | None = 12
     if signum:
         raise Interrupted(recording, signum)
     return recording
+
+
+def _quietly(fn: Callable[[], None]) -> None:
+    try:
+        fn()
+    except Exception:  # noqa: BLE001 - the main thread meets the same error where it needs what failed
+        pass
 
 
 def _spawn(client: Client, hook: Hook, user: tuple[int, int] | None) -> subprocess.Popen[bytes]:
@@ -472,17 +513,51 @@ def _pump(capture: FrameSource, child: subprocess.Popen[bytes], timeout: float |
     """Capture while the child runs; True if it had to be stopped at the deadline."""
     deadline = None if timeout is None else time.monotonic() + timeout
     last = time.monotonic()
+    with _Exit(child) as exited:
+        return _pump_until(exited, capture, child, deadline, last, on_frame, spool)
+
+
+class _Exit:
+    """Waits for the child's exit: at once through a pidfd (Linux 5.3+), where subprocess's own wait with a
+    timeout polls (up to 50 ms late: the whole command waited for it)."""
+
+    def __init__(self, child: subprocess.Popen[bytes]) -> None:
+        self.child = child
+        self.fd = -1
+
+    def __enter__(self) -> _Exit:
+        try:
+            self.fd = os.pidfd_open(self.child.pid)
+        except (AttributeError, OSError):
+            self.fd = -1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+
+    def wait(self, seconds: float) -> bool:
+        """True once the child has exited (and is reaped), within `seconds`."""
+        if self.fd >= 0:
+            select.select([self.fd], [], [], seconds)
+            return self.child.poll() is not None
+        try:
+            self.child.wait(timeout=seconds)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+
+
+def _pump_until(exited: _Exit, capture: FrameSource, child: subprocess.Popen[bytes], deadline: float | None,
+                last: float, on_frame: OnFrame | None, spool: Spool | None) -> bool:
     while True:
         # The kernel queues frames for us (64 MiB): reading them while the program runs takes CPU from it (on 2
         # cores a 106,000-packet burst ran 1.0 s with reads every 50 ms, 0.55 s with reads deferred). So look
         # every 50 ms, but read only when the queue is a quarter full, a second has passed (so the spool on disk
         # is at most a second behind), or frames are shown live; the rest is read when the program is done
         # (capture.stop drains to the marker).
-        try:
-            child.wait(timeout=0.05)
+        if exited.wait(0.05):
             return False
-        except subprocess.TimeoutExpired:
-            pass
         now = time.monotonic()
         if on_frame is None and capture.fill() < 0.25 and (spool is None or now - last < SPOOL_EVERY):
             if deadline is not None and now > deadline:

@@ -30,7 +30,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from ..model import Addr, Call, KernelEvent, Packet
+from ..model import Addr, Call, KernelEvent, Packet, quick_init
 from .flows import Flow
 from .pairing import TOLERANCE_NS, Alignment, Timeline, norm_host
 
@@ -43,6 +43,7 @@ FLOW_EVENTS = frozenset({"inet_sock_set_state", "tcp_send_reset", "tcp_receive_r
                          "tcp_retransmit_skb", "tcp_retransmit_synack", "icmp_send"})
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class KernelLink:
     event: int

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from itertools import islice
 
-from ..model import Addr, Call, Packet
+from ..model import Addr, Call, Packet, quick_init
 from .companions import companions, lookup
 from .flows import Flow, Flows, group
 
@@ -56,6 +56,7 @@ _RST_ERRNOS = frozenset({111, 104, 32})
 _ICMP_ERRNOS = frozenset({111, 113, 101, 112, 90, 110})
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Pair:
     packet: int
@@ -90,6 +91,7 @@ class Alignment:
         return self.ends.get(flow_id, {}).get(side, ())
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Endpoint:
     socket: int

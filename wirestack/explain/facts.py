@@ -34,7 +34,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
-from ..model import Addr
+from ..model import Addr, quick_init
 from .scene import End
 
 Claim = tuple[int, Addr | None, str]  # (packet id, its sender, what it is: "SYN", "RST", "FIN", "TLS alert"...)
@@ -970,3 +970,7 @@ class PeerUnseen(Fact):
     peer_frames: tuple[int, ...] = ()
     senders: tuple[str, ...] = ()  # their source addresses
     late: int = 0  # of them, after the other file's last packet (a file does not say when its capture stopped)
+
+
+for _kind in [v for v in list(globals().values()) if isinstance(v, type) and issubclass(v, Fact)]:
+    quick_init(_kind)  # hundreds of thousands in a large run (see model.quick_init)

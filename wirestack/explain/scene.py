@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 
 from ..core.flows import Flow, after, is_syn, is_synack
 from ..core.pairing import Alignment
-from ..model import Addr, Call, Packet
+from ..model import Addr, Call, Packet, quick_init
 
 _MOD = 1 << 32
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class End:
     """One end of a flow: its address, and the traced sockets there (with their processes)."""

@@ -134,6 +134,7 @@ class Loader:
     _sockets: dict[int, tuple[str, str]] = field(default_factory=dict)  # serial -> (family, type)
     _locals: dict[int, Addr | None] = field(default_factory=dict)  # serial -> local address (datagram sockets)
     _frames: dict[tuple[int, int, int], Frame] = field(default_factory=dict)
+    _stacks: dict[tuple[Any, ...], tuple[Frame, ...]] = field(default_factory=dict)  # as read -> as built
     _pending: list[tuple[Any, ...]] = field(default_factory=list)
     _kept: list[tuple[Any, ...]] = field(default_factory=list)  # every call item as read, for `export`
     ports: set[tuple[int, int]] = field(default_factory=set)  # (local, remote) ports the calls name
@@ -193,9 +194,16 @@ class Loader:
         return frame
 
     def _stack(self, stack: Any) -> tuple[Frame, ...]:
-        if not isinstance(stack, tuple) or len(stack) > MAX_STACK:
+        if type(stack) is not tuple or len(stack) > MAX_STACK:
             raise BadItem
-        return tuple(self._frame(e) for e in stack)
+        try:  # a loop's calls repeat their stack exactly (a third of them in 10,000 refused connects)
+            return self._stacks[stack]
+        except KeyError:
+            pass
+        except TypeError:  # an unhashable entry: not a stack
+            raise BadItem from None
+        frames = self._stacks[stack] = tuple(self._frame(e) for e in stack)
+        return frames
 
     def _times(self, start: Any, end: Any) -> tuple[int, int]:
         start, end = _int(start), _int(end)

@@ -300,3 +300,24 @@ def test_a_full_disk_under_the_pcapng_written_beside_is_one_line(workdir: Path) 
         assert len(report["packets"]) == 2 * CONNECTS
     finally:
         subprocess.run(["umount", str(small)], check=False)
+
+
+@pytest.mark.capture
+def test_a_system_that_cannot_fork_gets_the_pcapng_written_in_place(workdir: Path) -> None:
+    """fork() failing (EAGAIN: a process limit) is no error: wirestack writes the pcapng itself."""
+    (workdir / "many.py").write_text(PROGRAM)
+    wrapper = ("import errno, os, sys\n"
+               "def no_fork():\n"
+               "    raise BlockingIOError(errno.EAGAIN, 'Resource temporarily unavailable')\n"
+               "os.fork = no_fork\n"
+               "sys.argv = ['wirestack', *sys.argv[1:]]\n"
+               "from wirestack.cli import run\n"
+               "run()\n")
+    done = subprocess.run([sys.executable, "-c", wrapper, "run", "-w", "big.pcapng", "--json", "big.json",
+                           "many.py"], cwd=workdir, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    rows = _tshark_rows(workdir / "big.pcapng", ["frame.number", "frame.comment"])
+    assert len(rows) == 2 * CONNECTS and all("wirestack call=" in r[1] for r in rows)
+    assert len(json.loads((workdir / "big.json").read_text())["packets"]) == 2 * CONNECTS
+    assert not [p for p in workdir.iterdir() if "wirestack-" in p.name]

@@ -126,8 +126,8 @@ _saving = False
 
 def _on_signal(signum: int, _frame: object) -> None:
     if _saving:  # a second signal while the recording is saved: go now, leaving nothing half-written
-        for pid in _asides:
-            _end_aside(pid)
+        for aside in _asides:
+            _end_aside(aside.pid)
         files.abandon()
         os._exit(128 + signum)
     raise Stop(signum)
@@ -165,7 +165,6 @@ def analyse(recording: Recording, outputs: Outputs, phases: Phases, with_app_lay
     result = Result()
     ticker = _ticker(phases)
     pcap_done = False
-    aside: _Aside | None = None
     try:
         if pending:
             raise Stop(pending)
@@ -183,7 +182,7 @@ def analyse(recording: Recording, outputs: Outputs, phases: Phases, with_app_lay
         with phases.phase("facts", f"{len(trace.packets):,} packets, {len(trace.calls):,} calls"):
             base = link_trace(trace, alignment)
             if beside and outputs.pcap is not None and labelling.done():
-                aside = _Aside(outputs.pcap, partial(blocks, replace(base, trace=labelling.result())))
+                _Aside.start(outputs.pcap, partial(blocks, replace(base, trace=labelling.result())))
             report = explained(base)
         check_facts(report)
         with phases.phase("application layer", "(tshark)"):
@@ -192,10 +191,10 @@ def analyse(recording: Recording, outputs: Outputs, phases: Phases, with_app_lay
         from ..record.runner import pause_for_tests
 
         pause_for_tests("write")
-        if beside and outputs.pcap is not None and aside is None:
-            aside = _Aside(outputs.pcap, partial(blocks, report))
+        if beside and outputs.pcap is not None and not _asides:
+            _Aside.start(outputs.pcap, partial(blocks, report))
         jobs: list[tuple[Target, str]] = []
-        if outputs.pcap is not None and aside is None:
+        if outputs.pcap is not None and not _asides:  # written here: small, or the fork failed
             jobs.append((outputs.pcap, "pcapng"))
         if outputs.json is not None:
             jobs.append((outputs.json, "json"))
@@ -215,7 +214,7 @@ def analyse(recording: Recording, outputs: Outputs, phases: Phases, with_app_lay
                     result.written.append(target.path)
                 except OutputError as exc:
                     result.error = result.error or str(exc)
-        if aside is not None:
+        for aside in list(_asides):
             with phases.phase("writing", str(aside.target.path)):
                 try:
                     aside.wait()
@@ -224,10 +223,10 @@ def analyse(recording: Recording, outputs: Outputs, phases: Phases, with_app_lay
                 except OutputError as exc:
                     result.error = result.error or str(exc)
     except Stop as stop:
-        if aside is not None and aside.settle():  # the pcapng written beside was complete: it stays
-            pcap_done = True
-            assert outputs.pcap is not None
-            result.written.append(outputs.pcap.path)
+        for aside in list(_asides):
+            if aside.settle():  # the pcapng written beside was complete: it stays
+                pcap_done = True
+                result.written.append(aside.target.path)
         _saving = True
         result.signum = stop.signum
         phases.live = False
@@ -250,7 +249,7 @@ def analyse(recording: Recording, outputs: Outputs, phases: Phases, with_app_lay
             phases.err.write(f"wirestack: interrupted (signal {stop.signum}): nothing saved (--no-pcap)\n")
         _saving = False
     finally:
-        if aside is not None:
+        for aside in list(_asides):
             aside.cancel()
         ticker.set()
         phases.close()
@@ -262,47 +261,69 @@ class _Aside:
     """A file written by a forked copy of this process while this one goes on (the facts, the JSON, the text):
     the pcapng of 10,000 refused connects takes 0.8 s, as long as the facts. The temporary file is made, named
     or removed here (`output.files`); the copy only fills it and exits. If this process is interrupted, the copy
-    is killed and its file removed, unless it had finished."""
+    is killed and its file removed, unless it had finished. Every copy under way is in `_asides` from the
+    moment it exists (signals are held across the fork), so an interruption finds it."""
 
-    def __init__(self, target: Target, chunks: Callable[[], Iterator[bytes]]) -> None:
+    def __init__(self, target: Target, tmp: files.Temporary, pid: int, errors: int) -> None:
+        self.target, self.tmp, self.pid, self.errors = target, tmp, pid, errors
+
+    @classmethod
+    def start(cls, target: Target, chunks: Callable[[], Iterator[bytes]]) -> None:
+        """Fork the copy; if the system cannot fork, nothing is left and the caller writes the file itself."""
         import warnings
 
-        self.target = target
-        self.tmp = target.begin()
-        self.errors, w = os.pipe()
+        tmp = target.begin()
+        errors, w = os.pipe()
         for stream in (sys.stdout, sys.stderr):  # nothing buffered here is written twice
             stream.flush()
-        with warnings.catch_warnings():  # 3.12+ warns of fork beside the progress thread: the copy takes no lock
-            warnings.simplefilter("ignore", DeprecationWarning)
-            self.pid = os.fork()
-        if self.pid == 0:
-            _fill_and_exit(self.tmp.fd, chunks, w)
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            with warnings.catch_warnings():  # 3.12+ warns of fork beside the progress thread: the copy takes no lock
+                warnings.simplefilter("ignore", DeprecationWarning)
+                pid = os.fork()
+        except OSError:
+            os.close(errors)
+            os.close(w)
+            target.finish(tmp, OSError(0, "not forked"), quiet=True)
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+            return
+        if pid == 0:
+            _fill_and_exit(tmp.fd, chunks, w, held)
         os.close(w)
-        _asides.append(self.pid)
+        _asides.append(cls(target, tmp, pid, errors))
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)  # a signal held meanwhile is answered now
 
     def wait(self) -> None:
         """Until the copy is done; then the file gets its name, or OutputError says why not."""
-        _, status = os.waitpid(self.pid, 0)  # a signal's Stop comes through here: see settle
-        self._ended(status)
+        os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOWAIT)  # not reaped: a signal's Stop here, see settle
+        if not self._reap():
+            raise OutputError(f"cannot write {self.target.path}: its writer vanished")
 
     def settle(self) -> bool:
         """After an interruption: True if the copy had already written the whole file (which then stays);
         else it is killed and its file removed."""
-        if not self.pid:
-            return False
-        done, status = os.waitpid(self.pid, os.WNOHANG)
-        if done:
-            try:
-                self._ended(status)
+        try:
+            if self._reap():
                 return True
-            except OutputError:
-                return False
+        except OutputError:
+            return False
         self.cancel()
         return False
 
+    def _reap(self) -> bool:
+        """If the copy has exited: reap it and name its file (True), or raise OutputError; False if it runs."""
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:  # reaped and accounted for at once, never one without the other
+            done, status = os.waitpid(self.pid, os.WNOHANG)
+            if not done:
+                return False
+            self._ended(status)
+            return True
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
     def _ended(self, status: int) -> None:
-        _asides.remove(self.pid)
-        self.pid = 0
+        _asides.remove(self)
         said = os.read(self.errors, 64)
         os.close(self.errors)
         code = os.waitstatus_to_exitcode(status)
@@ -313,19 +334,13 @@ class _Aside:
         self.target.finish(self.tmp, error)
 
     def cancel(self) -> None:
-        if not self.pid:
-            return
         _end_aside(self.pid)
-        _asides.remove(self.pid)
-        self.pid = 0
+        _asides.remove(self)
         os.close(self.errors)
-        try:
-            self.target.finish(self.tmp, OSError(0, "interrupted"))
-        except OutputError:
-            pass  # removed, as intended
+        self.target.finish(self.tmp, OSError(0, "interrupted"), quiet=True)
 
 
-_asides: list[int] = []  # copies writing a file (see _Aside), ended with wirestack on a second signal
+_asides: list[_Aside] = []  # copies writing a file, ended with wirestack on a second signal
 
 
 def _end_aside(pid: int) -> None:
@@ -336,12 +351,13 @@ def _end_aside(pid: int) -> None:
         pass
 
 
-def _fill_and_exit(fd: int, chunks: Callable[[], Iterator[bytes]], errors: int) -> None:
+def _fill_and_exit(fd: int, chunks: Callable[[], Iterator[bytes]], errors: int, mask: set[Any]) -> None:
     """In the copy: fill the file, say which errno stopped it (if any), exit without running anything else."""
     code = 3
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C reaches the group: the parent answers
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         from ..record.runner import pause_for_tests
 
         pause_for_tests("aside")

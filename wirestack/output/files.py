@@ -135,15 +135,17 @@ class Target:
         _current.append(tmp)
         return tmp
 
-    def finish(self, tmp: Temporary, error: OSError | None) -> None:
-        """Give the filled file its name, or (`error`: what filling it met) remove it and raise OutputError."""
+    def finish(self, tmp: Temporary, error: OSError | None, quiet: bool = False) -> None:
+        """Give the filled file its name, or (`error`: what filling it met) remove it and raise OutputError
+        (`quiet`: remove it, raise nothing)."""
         try:
             if error is not None:
                 raise error
             tmp.commit(self.force)
         except OSError as exc:
             tmp.discard()
-            raise write_error(self.path, exc) from None
+            if not quiet:
+                raise write_error(self.path, exc) from None
         except BaseException:
             tmp.discard()
             raise

@@ -310,14 +310,14 @@ def measure(w: Workload, size: int, repeat: int, timeout: float, tmp: Path, skip
     prog = [str(WORKLOADS_DIR / f"{w.name}.py"), str(size), str(int(timeout / 2))]
     out, err = tmp / "out.txt", tmp / "err.txt"
     for i in range(repeat):
-        r = run([PYTHON, *prog], timeout, tmp, out, err)
+        r = run([PYTHON, *prog], timeout, tmp, out, err, user_env())
         cell.untraced.append(r)
         cell.problems += _check_program(r, out, size, "untraced")
         line = f"{w.name} n={size:,} run {i + 1}/{repeat}: untraced {r.wall:.2f} s"
         pcap = tmp / "beside.pcap"
         try:
             with tcpdump_beside(pcap, tmp / "tcpdump.txt", cell.tcpdump_counts):
-                r = run([PYTHON, *prog], timeout, tmp, out, err)
+                r = run([PYTHON, *prog], timeout, tmp, out, err, user_env())
             cell.tcpdump.append(r)
             cell.problems += _check_program(r, out, size, "beside tcpdump")
             line += f", tcpdump beside {r.wall:.2f} s"
@@ -551,12 +551,21 @@ def snapshot(tmp: Path, which: str) -> tuple[dict[str, str], str]:
     digest = hashlib.sha256()
     for f in sorted(p for p in (tree / "wirestack").rglob("*") if p.is_file()):
         digest.update(str(f.relative_to(tree)).encode() + b"\0" + f.read_bytes())
-    env = {**os.environ, "PYTHONPATH": str(tree)}
+    # compiled once, as `pip install` does: what a user runs has its .pyc files (each run compiling the copy
+    # again was 0.2 s of every command, the program's start included)
+    subprocess.run([PYTHON, "-m", "compileall", "-q", str(tree / "wirestack")], check=True, capture_output=True)
+    env = {**user_env(), "PYTHONPATH": str(tree)}
     where = subprocess.run([PYTHON, "-c", "import wirestack; print(wirestack.__file__)"], env=env, cwd=tmp,
                            capture_output=True, text=True).stdout.strip()
     if not where.startswith(str(tree)):
         raise RuntimeError(f"the snapshot is not what wirestack imports ({where})")
     return env, digest.hexdigest()
+
+
+def user_env() -> dict[str, str]:
+    """The environment of every run: this one without PYTHONDONTWRITEBYTECODE (a user's machine keeps the
+    interpreter's compiled files)."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
 def machine() -> dict[str, Any]:
@@ -606,7 +615,8 @@ def main() -> int:
     cells: list[Cell] = []
     started = time.monotonic()
     try:
-        env, info["wirestack_snapshot_sha256"] = (None, None) if args.tree == "live" else snapshot(tmp, args.tree)
+        env, info["wirestack_snapshot_sha256"] = (user_env(), None) if args.tree == "live" else \
+            snapshot(tmp, args.tree)
         info["wirestack_tree"] = args.tree
         if args.tree == "head":
             info["wirestack_uncommitted_files"] = []
@@ -646,11 +656,13 @@ def main() -> int:
               f"{info['python']}, wirestack {info['wirestack_commit']}"
               + (f" + {len(info['wirestack_uncommitted_files'])} uncommitted files under wirestack/"
                  if info["wirestack_uncommitted_files"] else "")
-              + (f" ({args.tree}, sha256 {info['wirestack_snapshot_sha256'][:12]})" if env else " (live tree)")
+              + (f" ({args.tree}, sha256 {info['wirestack_snapshot_sha256'][:12]}, compiled as pip install does)"
+                 if args.tree != "live" else " (live tree)")
               + f"; {info['tcpdump']}; {info['tshark']}. Took {took / 60:.0f} min. The 1-minute load average was "
               f"{min(loads):.1f}–{max(loads):.1f} (at the start of each row; other work on these "
               f"{info['nproc']} CPUs inflates wall times; CPU times are in the JSON).", "",
-              f"Median of {args.repeat or '3 (1 above the base size)'} run(s); wall seconds from spawn to exit. "
+              f"Median of {args.repeat or '3 (1 above the base size)'} run(s); wall seconds from spawn to exit, "
+              "every run with the interpreter's compiled files (PYTHONDONTWRITEBYTECODE unset). "
               f"Target s = 2 × untraced + 10 µs × packets + 20 µs × calls. Peak MB: ru_maxrss (wait4) of "
               f"wirestack's tree, its largest process; KB/packet: beyond the baseline run's "
               f"{baseline_kib / 1024:.0f} MB (one refused connect, "

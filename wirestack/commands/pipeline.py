@@ -178,7 +178,7 @@ def analyse(recording: Recording, outputs: Outputs, phases: Phases, with_app_lay
         labelling = _Background(with_app_layer, trace)
         # a large run's pcapng (which needs no facts) is written by a forked copy of this process as soon as the
         # labels are in, beside the facts and the JSON: on 2 cores, one phase less to wait for
-        beside = outputs.pcap is not None and len(trace.packets) + len(trace.calls) > BESIDE_OVER
+        beside = outputs.pcap is not None and len(trace.packets) + len(trace.calls) > BESIDE_OVER and _room_to_fork()
         with phases.phase("facts", f"{len(trace.packets):,} packets, {len(trace.calls):,} calls"):
             base = link_trace(trace, alignment)
             if beside and outputs.pcap is not None and labelling.done():
@@ -341,6 +341,19 @@ class _Aside:
 
 
 _asides: list[_Aside] = []  # copies writing a file, ended with wirestack on a second signal
+
+
+def _room_to_fork() -> bool:
+    """Memory for a copy: it shares this process's pages but copies those it touches (reading the report
+    touches most of them), so fork only while the memory available is more than twice this process's."""
+    try:
+        with open("/proc/self/statm") as f:
+            resident = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        with open("/proc/meminfo") as f:
+            available = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return False
+    return available > 2 * resident
 
 
 def _end_aside(pid: int) -> None:

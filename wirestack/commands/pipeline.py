@@ -276,22 +276,20 @@ class _Aside:
         errors, w = os.pipe()
         for stream in (sys.stdout, sys.stderr):  # nothing buffered here is written twice
             stream.flush()
-        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-        try:
-            with warnings.catch_warnings():  # 3.12+ warns of fork beside the progress thread: the copy takes no lock
-                warnings.simplefilter("ignore", DeprecationWarning)
-                pid = os.fork()
-        except OSError:
-            os.close(errors)
+        with _signals_held() as held:  # a signal held meanwhile is answered once the copy is registered
+            try:
+                with warnings.catch_warnings():  # 3.12+ warns of fork beside the progress thread: no lock is taken
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    pid = os.fork()
+            except OSError:
+                os.close(errors)
+                os.close(w)
+                target.finish(tmp, OSError(0, "not forked"), quiet=True)
+                return
+            if pid == 0:
+                _fill_and_exit(tmp.fd, chunks, w, held)
             os.close(w)
-            target.finish(tmp, OSError(0, "not forked"), quiet=True)
-            signal.pthread_sigmask(signal.SIG_SETMASK, held)
-            return
-        if pid == 0:
-            _fill_and_exit(tmp.fd, chunks, w, held)
-        os.close(w)
-        _asides.append(cls(target, tmp, pid, errors))
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)  # a signal held meanwhile is answered now
+            _asides.append(cls(target, tmp, pid, errors))
 
     def wait(self) -> None:
         """Until the copy is done; then the file gets its name, or OutputError says why not."""
@@ -312,15 +310,12 @@ class _Aside:
 
     def _reap(self) -> bool:
         """If the copy has exited: reap it and name its file (True), or raise OutputError; False if it runs."""
-        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-        try:  # reaped and accounted for at once, never one without the other
+        with _signals_held():  # reaped and accounted for at once, never one without the other
             done, status = os.waitpid(self.pid, os.WNOHANG)
             if not done:
                 return False
             self._ended(status)
             return True
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
     def _ended(self, status: int) -> None:
         _asides.remove(self)
@@ -341,6 +336,16 @@ class _Aside:
 
 
 _asides: list[_Aside] = []  # copies writing a file, ended with wirestack on a second signal
+
+
+@contextmanager
+def _signals_held() -> Iterator[set[Any]]:
+    """SIGINT and SIGTERM held (not lost) inside; yields the mask to restore."""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield held
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def _room_to_fork() -> bool:
